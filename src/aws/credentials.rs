@@ -1,0 +1,495 @@
+//! The AWS credential chain, resolved on every run.
+//!
+//! A canary exists to prove that the pod's identity works, so this chain is
+//! ours rather than aws-creds' `Credentials::default()`: that one reads only
+//! the `default` profile, folds every failure into one message and says
+//! nothing of which source answered. Here each source either answers, says
+//! it is not configured (and why), or fails. The first configured source
+//! decides: a broken IRSA set-up must fail the check, not fall back quietly
+//! to the node's role. Nothing is cached, so credentials that appear later
+//! are used on the next run, and a flapping source is reported as it is.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::aws::{describe_error, xml_text};
+use crate::checks::{Attempt, Failure, Reason};
+use crate::client;
+
+/// Which source of the chain gave the credentials; the `credential_source`
+/// field of `/health`, so that an operator sees IRSA, and not the node's
+/// role, answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Env,
+    Profile,
+    WebIdentity,
+    Container,
+    InstanceMetadata,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Env => "env",
+            Source::Profile => "profile",
+            Source::WebIdentity => "web_identity",
+            Source::Container => "container",
+            Source::InstanceMetadata => "instance_metadata",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Credentials for one run. Debug output hides the secrets.
+#[derive(Clone)]
+pub struct AwsCredentials {
+    pub access_key: String,
+    pub secret_key: String,
+    pub session_token: Option<String>,
+    pub source: Source,
+}
+
+impl fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key", &self.access_key)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one source made of the run.
+enum Answer {
+    Found(AwsCredentials),
+    /// Not configured; the text says what was looked for.
+    Absent(String),
+}
+
+/// The environment a chain reads: the process environment in the daemon, a
+/// map in unit tests.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned().filter(|v| !v.is_empty())
+    }
+}
+
+const METADATA_ENDPOINT: &str = "http://169.254.169.254";
+const CONTAINER_HOST: &str = "http://169.254.170.2";
+
+/// Resolves credentials through env, profile, web identity, container and
+/// instance metadata, in that order (the SDKs' order).
+pub fn resolve(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Result<AwsCredentials, Failure> {
+    let sources: [(Source, fn(&ureq::Agent, &dyn Env, &Attempt) -> Result<Answer, Failure>); 5] = [
+        (Source::Env, from_env),
+        (Source::Profile, from_profile),
+        (Source::WebIdentity, from_web_identity),
+        (Source::Container, from_container),
+        (Source::InstanceMetadata, from_instance_metadata),
+    ];
+    let mut absent = Vec::new();
+    for (source, find) in sources {
+        match find(agent, env, attempt) {
+            Ok(Answer::Found(credentials)) => return Ok(credentials),
+            Ok(Answer::Absent(why)) => absent.push(format!("{source}: {why}")),
+            Err(failure) if failure.reason == Reason::Timeout => return Err(failure),
+            Err(failure) => {
+                return Err(Failure::new(
+                    Reason::Credentials,
+                    format!("{source} credentials failed: {}", failure.message),
+                ))
+            }
+        }
+    }
+    Err(Failure::new(
+        Reason::Credentials,
+        format!("no AWS credentials found ({})", absent.join("; ")),
+    ))
+}
+
+fn from_env(_: &ureq::Agent, env: &dyn Env, _: &Attempt) -> Result<Answer, Failure> {
+    let key = env.var("AWS_ACCESS_KEY_ID");
+    let secret = env.var("AWS_SECRET_ACCESS_KEY");
+    match (key, secret) {
+        (Some(access_key), Some(secret_key)) => Ok(Answer::Found(AwsCredentials {
+            access_key,
+            secret_key,
+            session_token: env.var("AWS_SESSION_TOKEN"),
+            source: Source::Env,
+        })),
+        (None, None) => Ok(Answer::Absent("AWS_ACCESS_KEY_ID not set".into())),
+        (Some(_), None) => Err(Failure::new(
+            Reason::Credentials,
+            "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
+        )),
+        (None, Some(_)) => Err(Failure::new(
+            Reason::Credentials,
+            "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not",
+        )),
+    }
+}
+
+fn home(env: &dyn Env) -> Option<PathBuf> {
+    env.var("HOME").map(PathBuf::from)
+}
+
+fn from_profile(_: &ureq::Agent, env: &dyn Env, _: &Attempt) -> Result<Answer, Failure> {
+    let profile = env.var("AWS_PROFILE").unwrap_or_else(|| "default".into());
+    let credentials_file = env
+        .var("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .or_else(|| home(env).map(|h| h.join(".aws/credentials")));
+    let config_file = env
+        .var("AWS_CONFIG_FILE")
+        .map(PathBuf::from)
+        .or_else(|| home(env).map(|h| h.join(".aws/config")));
+    // The credentials file names sections `[name]`; the config file names
+    // them `[profile name]`, except `[default]`.
+    let config_section = if profile == "default" { profile.clone() } else { format!("profile {profile}") };
+    let mut looked = Vec::new();
+    for (path, section) in [(credentials_file, profile.clone()), (config_file, config_section)] {
+        let Some(path) = path else { continue };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                looked.push(format!("{} not found", path.display()));
+                continue;
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    Reason::Credentials,
+                    format!("cannot read {}: {e}", path.display()),
+                ))
+            }
+        };
+        let Some(values) = ini_section(&text, &section) else {
+            looked.push(format!("no [{section}] in {}", path.display()));
+            continue;
+        };
+        match (values.get("aws_access_key_id"), values.get("aws_secret_access_key")) {
+            (Some(key), Some(secret)) => {
+                return Ok(Answer::Found(AwsCredentials {
+                    access_key: key.clone(),
+                    secret_key: secret.clone(),
+                    session_token: values.get("aws_session_token").cloned(),
+                    source: Source::Profile,
+                }))
+            }
+            _ if values.contains_key("role_arn") || values.contains_key("credential_process") => {
+                return Err(Failure::new(
+                    Reason::Credentials,
+                    format!(
+                        "profile {profile} in {} uses role_arn or credential_process, which kubernary does not run; give it static keys or use web identity",
+                        path.display()
+                    ),
+                ))
+            }
+            _ => looked.push(format!("[{section}] in {} has no aws_access_key_id/aws_secret_access_key", path.display())),
+        }
+    }
+    if looked.is_empty() {
+        looked.push("HOME not set".into());
+    }
+    Ok(Answer::Absent(looked.join(", ")))
+}
+
+/// The key/value pairs of `[section]` in an INI file, keys lower-cased.
+fn ini_section(text: &str, section: &str) -> Option<HashMap<String, String>> {
+    let mut current: Option<bool> = None;
+    let mut values = HashMap::new();
+    let mut found = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let here = name.trim() == section;
+            found |= here;
+            current = Some(here);
+            continue;
+        }
+        if current == Some(true) {
+            if let Some((k, v)) = line.split_once('=') {
+                values.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+    }
+    found.then_some(values)
+}
+
+/// The STS endpoint for a region, as the SDKs pick it now (regional), with
+/// `AWS_ENDPOINT_URL_STS` / `AWS_ENDPOINT_URL` as overrides.
+pub fn sts_endpoint(env: &dyn Env, region: Option<&str>) -> String {
+    if let Some(url) = env.var("AWS_ENDPOINT_URL_STS").or_else(|| env.var("AWS_ENDPOINT_URL")) {
+        return url.trim_end_matches('/').to_string();
+    }
+    let region = region
+        .map(str::to_string)
+        .or_else(|| env.var("AWS_REGION"))
+        .or_else(|| env.var("AWS_DEFAULT_REGION"));
+    match region {
+        Some(r) if r.starts_with("cn-") => format!("https://sts.{r}.amazonaws.com.cn"),
+        Some(r) => format!("https://sts.{r}.amazonaws.com"),
+        None => "https://sts.amazonaws.com".into(),
+    }
+}
+
+fn from_web_identity(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Result<Answer, Failure> {
+    let Some(token_file) = env.var("AWS_WEB_IDENTITY_TOKEN_FILE") else {
+        return Ok(Answer::Absent("AWS_WEB_IDENTITY_TOKEN_FILE not set".into()));
+    };
+    let role_arn = env.var("AWS_ROLE_ARN").ok_or_else(|| {
+        Failure::new(Reason::Credentials, "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not")
+    })?;
+    // Projected tokens rotate, so the file is read on every run.
+    let token = std::fs::read_to_string(&token_file)
+        .map_err(|e| Failure::new(Reason::Credentials, format!("cannot read web identity token {token_file}: {e}")))?;
+    let session = env
+        .var("AWS_ROLE_SESSION_NAME")
+        .unwrap_or_else(|| format!("kubernary-{}", std::process::id()));
+    let endpoint = sts_endpoint(env, None);
+    let what = format!("AssumeRoleWithWebIdentity for {role_arn} at {endpoint}");
+    // POST keeps the token out of the URL, and so out of any log of URLs.
+    let reply = client::send_form(
+        agent.post(format!("{endpoint}/")),
+        &[
+            ("Action", "AssumeRoleWithWebIdentity"),
+            ("Version", "2011-06-15"),
+            ("RoleArn", &role_arn),
+            ("RoleSessionName", &session),
+            ("WebIdentityToken", token.trim()),
+        ],
+        &what,
+        attempt,
+    )?;
+    if reply.status != 200 {
+        return Err(Failure::new(
+            Reason::Credentials,
+            format!("{what}: {}", describe_error(reply.status, &reply.body)),
+        ));
+    }
+    let field = |tag: &str| {
+        xml_text(&reply.body, tag)
+            .ok_or_else(|| Failure::new(Reason::Credentials, format!("{what}: answer has no {tag}")))
+    };
+    Ok(Answer::Found(AwsCredentials {
+        access_key: field("AccessKeyId")?,
+        secret_key: field("SecretAccessKey")?,
+        session_token: Some(field("SessionToken")?),
+        source: Source::WebIdentity,
+    }))
+}
+
+fn from_container(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Result<Answer, Failure> {
+    let url = match (
+        env.var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
+        env.var("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+    ) {
+        (Some(relative), _) => format!("{CONTAINER_HOST}{relative}"),
+        (None, Some(full)) => full,
+        (None, None) => {
+            return Ok(Answer::Absent(
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_CREDENTIALS_FULL_URI not set".into(),
+            ))
+        }
+    };
+    // EKS Pod Identity mounts a rotating token file; ECS may give the token
+    // itself.
+    let token = match env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
+        Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+            Failure::new(Reason::Credentials, format!("cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {path}: {e}"))
+        })?),
+        None => env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+    };
+    let what = format!("container credentials from {url}");
+    let mut request = agent.get(&url);
+    if let Some(token) = token {
+        request = request.header("Authorization", token.trim());
+    }
+    let reply = client::send(request, &what, attempt)?;
+    if reply.status != 200 {
+        return Err(Failure::new(
+            Reason::Credentials,
+            format!("{what}: {}", describe_error(reply.status, &reply.body)),
+        ));
+    }
+    json_credentials(&reply.body, &what, Source::Container).map(Answer::Found)
+}
+
+/// The JSON document both the container endpoint and instance metadata serve.
+fn json_credentials(body: &str, what: &str, source: Source) -> Result<AwsCredentials, Failure> {
+    let doc: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| Failure::new(Reason::Credentials, format!("{what}: answer is not JSON: {e}")))?;
+    let field = |name: &str| {
+        doc.get(name)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    match (field("AccessKeyId"), field("SecretAccessKey")) {
+        (Some(access_key), Some(secret_key)) => Ok(AwsCredentials {
+            access_key,
+            secret_key,
+            session_token: field("Token").or_else(|| field("SessionToken")),
+            source,
+        }),
+        _ => Err(Failure::new(
+            Reason::Credentials,
+            format!("{what}: answer has no AccessKeyId/SecretAccessKey"),
+        )),
+    }
+}
+
+/// True where the machine says it is an EC2 instance. Outside EC2 the
+/// metadata address belongs to nobody (or to someone else), so we do not
+/// send it requests unless told to with `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
+fn looks_like_ec2() -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().to_ascii_lowercase();
+    read("/sys/class/dmi/id/board_vendor").contains("amazon")
+        || read("/sys/class/dmi/id/sys_vendor").contains("amazon")
+        || read("/sys/class/dmi/id/product_uuid").starts_with("ec2")
+        || read("/sys/hypervisor/uuid").starts_with("ec2")
+}
+
+fn from_instance_metadata(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Result<Answer, Failure> {
+    if env
+        .var("AWS_EC2_METADATA_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return Ok(Answer::Absent("AWS_EC2_METADATA_DISABLED=true".into()));
+    }
+    let endpoint = match env.var("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+        Some(e) => e.trim_end_matches('/').to_string(),
+        None if looks_like_ec2() => METADATA_ENDPOINT.to_string(),
+        None => {
+            return Ok(Answer::Absent(
+                "not an EC2 instance (set AWS_EC2_METADATA_SERVICE_ENDPOINT to use a metadata proxy)".into(),
+            ))
+        }
+    };
+    // IMDSv2 first; kube2iam and older proxies answer the token PUT with an
+    // error, and then v1 is the way.
+    let token = client::send_form(
+        agent
+            .put(format!("{endpoint}/latest/api/token"))
+            .header("X-aws-ec2-metadata-token-ttl-seconds", "60"),
+        &[],
+        &format!("instance metadata token from {endpoint}"),
+        attempt,
+    )
+    .ok()
+    .filter(|r| r.status == 200)
+    .map(|r| r.body.trim().to_string());
+    let get = |path: &str| {
+        let url = format!("{endpoint}/latest/meta-data/iam/security-credentials/{path}");
+        let what = format!("instance metadata {url}");
+        let mut request = agent.get(&url);
+        if let Some(token) = &token {
+            request = request.header("X-aws-ec2-metadata-token", token);
+        }
+        let reply = client::send(request, &what, attempt)?;
+        if reply.status != 200 {
+            return Err(Failure::new(
+                Reason::Credentials,
+                format!("{what}: {}", describe_error(reply.status, &reply.body)),
+            ));
+        }
+        Ok((reply.body, what))
+    };
+    let (roles, _) = get("")?;
+    let role = roles.lines().next().map(str::trim).unwrap_or_default().to_string();
+    if role.is_empty() {
+        return Err(Failure::new(Reason::Credentials, format!("instance metadata at {endpoint} lists no IAM role")));
+    }
+    let (body, what) = get(&role)?;
+    json_credentials(&body, &what, Source::InstanceMetadata).map(Answer::Found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn attempt() -> Attempt {
+        Attempt::new(Instant::now(), Duration::from_secs(2))
+    }
+
+    fn agent() -> ureq::Agent {
+        crate::tls::install_crypto_provider();
+        client::agent(crate::tls::root_certs(None).unwrap(), false)
+    }
+
+    #[test]
+    fn env_wins_and_says_so() {
+        let e = env(&[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK"), ("HOME", "/nonexistent")]);
+        let c = resolve(&agent(), &e, &attempt()).unwrap();
+        assert_eq!((c.access_key.as_str(), c.source), ("AK", Source::Env));
+        assert!(!format!("{c:?}").contains("SK"), "Debug must hide the secret");
+    }
+
+    #[test]
+    fn nothing_configured_lists_every_source() {
+        let e = env(&[("HOME", "/nonexistent"), ("AWS_EC2_METADATA_DISABLED", "true")]);
+        let f = resolve(&agent(), &e, &attempt()).unwrap_err();
+        assert_eq!(f.reason, Reason::Credentials);
+        for source in ["env:", "profile:", "web_identity:", "container:", "instance_metadata:"] {
+            assert!(f.message.contains(source), "{source} missing from {}", f.message);
+        }
+        assert!(f.message.contains("/nonexistent/.aws/credentials not found"), "{}", f.message);
+    }
+
+    #[test]
+    fn profile_from_the_named_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(&file, "[default]\naws_access_key_id = D\naws_secret_access_key = DS\n\n[canary]\naws_access_key_id=C\naws_secret_access_key=CS\naws_session_token=T\n").unwrap();
+        let e = env(&[
+            ("AWS_SHARED_CREDENTIALS_FILE", file.to_str().unwrap()),
+            ("AWS_PROFILE", "canary"),
+            ("AWS_CONFIG_FILE", "/nonexistent/config"),
+        ]);
+        let c = resolve(&agent(), &e, &attempt()).unwrap();
+        assert_eq!((c.access_key.as_str(), c.session_token.as_deref(), c.source), ("C", Some("T"), Source::Profile));
+    }
+
+    #[test]
+    fn a_configured_source_that_breaks_does_not_fall_through() {
+        let e = env(&[
+            ("HOME", "/nonexistent"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+        ]);
+        let f = resolve(&agent(), &e, &attempt()).unwrap_err();
+        assert!(f.message.starts_with("web_identity credentials failed: cannot read web identity token"), "{}", f.message);
+    }
+
+    #[test]
+    fn sts_endpoint_is_regional() {
+        assert_eq!(sts_endpoint(&env(&[("AWS_REGION", "eu-west-1")]), None), "https://sts.eu-west-1.amazonaws.com");
+        assert_eq!(sts_endpoint(&env(&[]), Some("cn-north-1")), "https://sts.cn-north-1.amazonaws.com.cn");
+        assert_eq!(sts_endpoint(&env(&[("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:5000/")]), None), "http://127.0.0.1:5000");
+    }
+}

@@ -1,0 +1,277 @@
+//! The command line, kept apart from the daemon: argh for the flags, plus
+//! what kingpin gave the seed's users and argh lacks: `--flag=value`, and a
+//! `KUBERNARY_*` variable behind every flag (the command line wins).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::checks::settings::parse_bool;
+use crate::duration;
+
+/// Checks whether your Kubernetes cluster works.
+#[derive(FromArgs, Debug, Default)]
+pub struct Args {
+    /// don't send statsd stats [env KUBERNARY_NO_STATS]
+    #[argh(switch)]
+    pub no_stats: bool,
+
+    /// address at which to expose HTTP health checks (default ":10002") [env KUBERNARY_LISTEN]
+    #[argh(option)]
+    pub listen: Option<String>,
+
+    /// run with debug logging [env KUBERNARY_DEBUG]
+    #[argh(switch, short = 'd')]
+    pub debug: bool,
+
+    /// wait this long at shutdown before closing HTTP connections (default 1m) [env KUBERNARY_CLOSE_AFTER]
+    #[argh(option)]
+    pub close_after: Option<String>,
+
+    /// wait this long at shutdown before exiting (default 2m) [env KUBERNARY_KILL_AFTER]
+    #[argh(option)]
+    pub kill_after: Option<String>,
+
+    /// turn off the /quitquitquit endpoint [env KUBERNARY_NO_QUITQUITQUIT]
+    #[argh(switch)]
+    pub no_quitquitquit: bool,
+
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+
+    /// address to which to send statsd metrics, host:port [env KUBERNARY_STATSD]
+    #[argh(positional)]
+    pub statsd: Option<String>,
+}
+
+/// The daemon's settings, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub statsd: Option<String>,
+    pub listen: Vec<SocketAddr>,
+    pub listen_text: String,
+    pub debug: bool,
+    pub close_after: Duration,
+    pub kill_after: Duration,
+    pub quitquitquit: bool,
+}
+
+/// Why the command line ended the program: help text (status 0) or an error
+/// (status 2).
+#[derive(Debug)]
+pub enum Exit {
+    Help(String),
+    Version,
+    Error(String),
+}
+
+const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--version"];
+
+/// Parses `argv` (without the program name) against `env`.
+pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
+    let argv = split_equals(argv)?;
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let args = match Args::from_args(&["kubernary"], &refs) {
+        Ok(args) => args,
+        Err(early) => {
+            return Err(match early.status {
+                Ok(()) => Exit::Help(early.output),
+                Err(()) => Exit::Error(early.output.trim().to_string()),
+            })
+        }
+    };
+    if args.version {
+        return Err(Exit::Version);
+    }
+    resolve(args, env).map_err(Exit::Error)
+}
+
+/// `--listen=:10002` becomes `--listen :10002`; `--debug=true` becomes
+/// `--debug` and `--debug=false` nothing, as kingpin read them.
+fn split_equals(argv: &[String]) -> Result<Vec<String>, Exit> {
+    let mut out = Vec::with_capacity(argv.len() + 2);
+    let mut rest = argv.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            out.push(arg.clone());
+            out.extend(rest.cloned());
+            break;
+        }
+        match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                if SWITCHES.contains(&flag) {
+                    match parse_bool(value) {
+                        Some(true) => out.push(flag.to_string()),
+                        Some(false) => {}
+                        None => return Err(Exit::Error(format!("{flag}: expected true or false, got {value:?}"))),
+                    }
+                } else {
+                    out.push(flag.to_string());
+                    out.push(value.to_string());
+                }
+            }
+            _ => out.push(arg.clone()),
+        }
+    }
+    Ok(out)
+}
+
+fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, String> {
+    let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let switch = |given: bool, name: &str| -> Result<bool, String> {
+        if given {
+            return Ok(true);
+        }
+        match env(name) {
+            None => Ok(false),
+            Some(v) => parse_bool(&v).ok_or_else(|| format!("{name}: expected true or false, got {v:?}")),
+        }
+    };
+    // A value from the command line is named by its flag in errors, one from
+    // the environment by its variable, so the user knows what to fix.
+    let option = |given: Option<String>, flag: &str, var: &str, default: &str| -> (String, String) {
+        match (given, env(var)) {
+            (Some(v), _) => (v, flag.to_string()),
+            (None, Some(v)) => (v, var.to_string()),
+            (None, None) => (default.to_string(), flag.to_string()),
+        }
+    };
+    let duration = |(text, source): (String, String)| {
+        duration::parse(&text).map_err(|e| format!("{source}: {e} (write it like 500ms, 30s, 1m30s or 1h)"))
+    };
+
+    let no_stats = switch(args.no_stats, "KUBERNARY_NO_STATS")?;
+    let debug = switch(args.debug, "KUBERNARY_DEBUG")?;
+    let no_quit = switch(args.no_quitquitquit, "KUBERNARY_NO_QUITQUITQUIT")?;
+    let close_after = duration(option(args.close_after, "--close-after", "KUBERNARY_CLOSE_AFTER", "1m"))?;
+    let kill_after = duration(option(args.kill_after, "--kill-after", "KUBERNARY_KILL_AFTER", "2m"))?;
+    let (listen_text, listen_source) = option(args.listen, "--listen", "KUBERNARY_LISTEN", ":10002");
+    let listen = listen_addresses(&listen_text).map_err(|e| format!("{listen_source}: {e}"))?;
+
+    let statsd = match (args.statsd, env("KUBERNARY_STATSD")) {
+        (Some(v), _) => Some((v, "<statsd>")),
+        (None, Some(v)) => Some((v, "KUBERNARY_STATSD")),
+        (None, None) => None,
+    };
+    let statsd = match (no_stats, statsd) {
+        (true, _) => None,
+        (false, None) => {
+            return Err("missing <statsd>: give the statsd address as host:port (or KUBERNARY_STATSD), or --no-stats to send no metrics".into())
+        }
+        (false, Some((address, source))) => {
+            check_host_port(&address).map_err(|e| format!("{source}: {e}"))?;
+            Some(address)
+        }
+    };
+    Ok(Options { statsd, listen, listen_text, debug, close_after, kill_after, quitquitquit: !no_quit })
+}
+
+/// `host:port` with a numeric port; the host is resolved later, and again
+/// while the daemon runs, so a statsd that does not resolve yet is no error.
+fn check_host_port(address: &str) -> Result<(), String> {
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("{address:?} is not host:port (for example statsd:8125 or 127.0.0.1:8125)")),
+    }
+}
+
+/// Go's listen syntax: `:10002` is every interface (IPv6 and IPv4 where the
+/// kernel has IPv6, else IPv4), `host:port` one address.
+pub fn listen_addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad = || format!("{text:?} is not an address to listen on (for example :10002 or 127.0.0.1:10002)");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Ok(vec![SocketAddr::from(([0u16; 8], port)), SocketAddr::from(([0, 0, 0, 0], port))]);
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{text:?}: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(bad());
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse_with(argv: &[&str], env: &[(&str, &str)]) -> Result<Options, Exit> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        parse(&argv, &|name| env.get(name).cloned())
+    }
+
+    fn error(argv: &[&str], env: &[(&str, &str)]) -> String {
+        match parse_with(argv, env) {
+            Err(Exit::Error(e)) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn seed_defaults() {
+        let o = parse_with(&["statsd:8125"], &[]).unwrap();
+        assert_eq!(o.statsd.as_deref(), Some("statsd:8125"));
+        assert_eq!(o.close_after, Duration::from_secs(60));
+        assert_eq!(o.kill_after, Duration::from_secs(120));
+        assert_eq!(o.listen_text, ":10002");
+        assert!(o.listen.iter().all(|a| a.port() == 10002));
+        assert!(!o.debug && o.quitquitquit);
+    }
+
+    #[test]
+    fn flags_with_equals_and_short_debug() {
+        let o = parse_with(&["--listen=127.0.0.1:9000", "--close-after=1m30s", "-d", "--no-stats"], &[]).unwrap();
+        assert_eq!(o.listen, vec!["127.0.0.1:9000".parse().unwrap()]);
+        assert_eq!(o.close_after, Duration::from_secs(90));
+        assert!(o.debug);
+        assert_eq!(o.statsd, None);
+    }
+
+    #[test]
+    fn environment_backs_every_flag_and_the_command_line_wins() {
+        let env = [
+            ("KUBERNARY_STATSD", "env:8125"),
+            ("KUBERNARY_LISTEN", "127.0.0.1:9001"),
+            ("KUBERNARY_DEBUG", "true"),
+            ("KUBERNARY_CLOSE_AFTER", "5s"),
+            ("KUBERNARY_KILL_AFTER", "10s"),
+            ("KUBERNARY_NO_QUITQUITQUIT", "1"),
+        ];
+        let o = parse_with(&[], &env).unwrap();
+        assert_eq!(o.statsd.as_deref(), Some("env:8125"));
+        assert_eq!(o.listen_text, "127.0.0.1:9001");
+        assert!(o.debug && !o.quitquitquit);
+        assert_eq!((o.close_after, o.kill_after), (Duration::from_secs(5), Duration::from_secs(10)));
+        let o = parse_with(&["--kill-after", "3s", "cli:8125"], &env).unwrap();
+        assert_eq!(o.kill_after, Duration::from_secs(3));
+        assert_eq!(o.statsd.as_deref(), Some("cli:8125"));
+        assert!(parse_with(&[], &[("KUBERNARY_NO_STATS", "true")]).unwrap().statsd.is_none());
+    }
+
+    #[test]
+    fn bad_input_names_what_to_fix() {
+        assert!(error(&["--close-after", "5x", "s:1"], &[]).starts_with("--close-after: invalid duration \"5x\""));
+        assert!(error(&["s:1"], &[("KUBERNARY_KILL_AFTER", "ten")]).starts_with("KUBERNARY_KILL_AFTER: invalid duration"));
+        assert!(error(&["--listen", "nonsense", "s:1"], &[]).starts_with("--listen: \"nonsense\" is not an address"));
+        assert!(error(&["statsd"], &[]).starts_with("<statsd>: \"statsd\" is not host:port"));
+        assert!(error(&[], &[]).starts_with("missing <statsd>"));
+        assert!(error(&["--bogus", "s:1"], &[]).contains("--bogus"));
+        assert!(error(&["s:1"], &[("KUBERNARY_DEBUG", "maybe")]).starts_with("KUBERNARY_DEBUG: expected true or false"));
+    }
+
+    #[test]
+    fn help_reads_like_the_seed() {
+        let Err(Exit::Help(text)) = parse_with(&["--help"], &[]) else { panic!("no help") };
+        for needle in ["--no-stats", "--listen", "--debug", "--close-after", "--kill-after", "statsd", "Checks whether your Kubernetes cluster works."] {
+            assert!(text.contains(needle), "help lacks {needle}:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The HTTP client that checks share: one ureq agent per trust set, built
+//! once, and the mapping of ureq's errors onto failure reasons.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::tls::{RootCerts, TlsConfig};
+
+use crate::checks::{Attempt, Failure, Reason};
+
+/// The largest body a check reads. Checks want a status and a few fields,
+/// never a download, so a hostile or broken backend cannot make us buffer.
+pub const BODY_LIMIT: u64 = 1024 * 1024;
+
+/// An agent with the given roots, no redirects unless asked, statuses handed
+/// back rather than turned into errors (the check judges them), and no proxy
+/// from the environment: a canary measures the direct path it was told to.
+pub fn agent(roots: RootCerts, follow_redirects: bool) -> ureq::Agent {
+    let tls = TlsConfig::builder()
+        .root_certs(roots)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .max_redirects(if follow_redirects { 10 } else { 0 })
+        .max_redirects_will_error(false)
+        .proxy(None)
+        .user_agent(concat!("kubernary/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
+}
+
+/// A finished exchange: status and (bounded) body.
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Runs a prepared request within what is left of the attempt, reading at
+/// most [`BODY_LIMIT`] of the body. The whole exchange (resolve, connect,
+/// TLS, headers and body) shares the one deadline.
+pub fn send(
+    request: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    what: &str,
+    attempt: &Attempt,
+) -> Result<Reply, Failure> {
+    let left = attempt.remaining()?;
+    let response = request.config().timeout_global(Some(left)).build().call();
+    finish(response, what, attempt)
+}
+
+/// [`send`] for a request with a form body.
+pub fn send_form(
+    request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    form: &[(&str, &str)],
+    what: &str,
+    attempt: &Attempt,
+) -> Result<Reply, Failure> {
+    let left = attempt.remaining()?;
+    let response = request
+        .config()
+        .timeout_global(Some(left))
+        .build()
+        .send_form(form.iter().copied());
+    finish(response, what, attempt)
+}
+
+fn finish(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    what: &str,
+    attempt: &Attempt,
+) -> Result<Reply, Failure> {
+    let mut response = response.map_err(|e| classify(what, e, attempt))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(BODY_LIMIT)
+        .read_to_string()
+        .map_err(|e| classify(what, e, attempt))?;
+    Ok(Reply { status, body })
+}
+
+/// Maps a ureq error onto a reason, with `what` (the request, no secrets) as
+/// context.
+pub fn classify(what: &str, err: ureq::Error, attempt: &Attempt) -> Failure {
+    use ureq::Error as E;
+    let timeout = attempt.timeout();
+    match err {
+        E::Timeout(_) => Failure::timeout(timeout),
+        E::Io(ref io) => Failure::io(what, io, attempt),
+        E::HostNotFound => Failure::new(Reason::Dns, format!("{what}: host not found")),
+        E::ConnectionFailed => Failure::new(Reason::Connect, format!("{what}: connection failed")),
+        E::Tls(text) => Failure::new(Reason::Tls, format!("{what}: TLS: {text}")),
+        E::Rustls(e) => Failure::new(Reason::Tls, format!("{what}: TLS: {e}")),
+        E::Pem(e) => Failure::new(Reason::Tls, format!("{what}: TLS: {e}")),
+        E::BodyExceedsLimit(limit) => Failure::new(
+            Reason::Internal,
+            format!("{what}: answer larger than {limit} bytes"),
+        ),
+        E::BadUri(uri) => Failure::new(Reason::Internal, format!("{what}: bad URL {uri}")),
+        E::Protocol(e) => Failure::new(Reason::Connect, format!("{what}: bad HTTP answer: {e}")),
+        other if attempt.expired() => {
+            let _ = other;
+            Failure::timeout(timeout)
+        }
+        other => Failure::new(Reason::Connect, format!("{what}: {other}")),
+    }
+}
+
+/// A deadline-bounded duration for sockets a check opens itself.
+pub fn at_least_1ms(d: Duration) -> Duration {
+    d.max(Duration::from_millis(1))
+}

@@ -1,0 +1,82 @@
+//! Wires the parts together and runs until the shutdown is done.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use log::{info, warn};
+
+use crate::cli::Options;
+use crate::duration::Go;
+use crate::metrics::Metrics;
+use crate::runs::Runner;
+use crate::server::{self, App};
+use crate::shutdown::{self, Shutdown};
+use crate::{config, scheduler};
+
+/// Status for bad input: flags, environment, configuration.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Runs the daemon; returns the process's exit status.
+pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
+    let entries = match config::checks(env) {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!("kubernary: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    // rust-s3 retries a failed request after a 1 s sleep: a canary reports
+    // the first failure instead, within its timeout.
+    s3::set_retries(0);
+
+    let http = match server::bind(&options.listen) {
+        Ok(http) => http,
+        Err(e) => {
+            eprintln!("kubernary: --listen {}: {e}", options.listen_text);
+            return EXIT_USAGE;
+        }
+    };
+    let listening = http.server_addr().to_string();
+    let metrics = Arc::new(Metrics::new(options.statsd.as_deref(), "kubernary"));
+    let names: Vec<String> = entries.iter().map(|e| format!("{} ({}, every {}, timeout {})", e.name, e.kind, Go(e.interval), Go(e.timeout))).collect();
+    let runner = Arc::new(Runner::new(entries, metrics));
+    let shutdown = Shutdown::new();
+    let app = Arc::new(App::new(runner.clone(), shutdown.clone(), options.quitquitquit));
+
+    let started = shutdown::watch_signals(shutdown.clone())
+        .and_then(|()| server::spawn(http, app.clone()))
+        .and_then(|_| scheduler::spawn(runner.clone(), shutdown.clone()));
+    let scheduler = match started {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("kubernary: cannot start: {e}");
+            return 1;
+        }
+    };
+    info!("kubernary {} listening on {listening}", env!("CARGO_PKG_VERSION"));
+    info!("checks: {}", names.join(", "));
+    match &options.statsd {
+        Some(statsd) => info!("sending metrics to statsd at {statsd}"),
+        None => info!("not sending metrics (--no-stats)"),
+    }
+
+    shutdown.wait();
+    let began = Instant::now();
+    shutdown::arm_kill_timer(options.kill_after);
+    // Open requests are answered (a /health now says 503 shutting down, so
+    // readiness drops), for --close-after at most; then the process exits,
+    // which closes what is left.
+    if !app.inflight.drain(began + options.close_after) {
+        warn!(
+            "closing {} open request(s) after {} (--close-after)",
+            app.inflight.count(),
+            Go(options.close_after)
+        );
+    }
+    // Scheduled runs already going are settled by their own timeouts, so
+    // their metrics are sent; --kill-after bounds this as well.
+    let _ = scheduler.join();
+    info!("stopped after {}", Go(std::time::Duration::from_millis(began.elapsed().as_millis() as u64)));
+    0
+}

@@ -1,0 +1,29 @@
+//! kubernary: a canary daemon for Kubernetes (or anywhere).
+//!
+//! The shape is a synchronous threaded daemon with no async runtime:
+//!
+//! - [`scheduler`]: one thread ticking on crossbeam timers, starting runs;
+//! - [`runs`]: single flight per check, deadlines, settlement, and the
+//!   [`pool`] of workers that runs checks;
+//! - [`server`]: tiny_http endpoints; `/health` starts or joins runs and
+//!   waits for them, bounded by the checks' timeouts;
+//! - [`shutdown`]: one atomic flag with deadline timers;
+//! - [`metrics`]: statsd through cadence, never in a check's way;
+//! - [`checks`]: one file per kind behind one small trait;
+//! - [`cli`] and [`config`]: flags and environment, kept apart from the core.
+
+pub mod aws;
+pub mod checks;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod duration;
+pub mod logging;
+pub mod metrics;
+pub mod pool;
+pub mod runs;
+pub mod scheduler;
+pub mod server;
+pub mod shutdown;
+pub mod tls;

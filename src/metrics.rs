@@ -1,0 +1,173 @@
+//! statsd metrics through cadence, sent so that statsd can never slow a check.
+//!
+//! cadence's own UDP sink resolves the address once, when it is built, and
+//! fails if it does not resolve. Ours hands each line to a bounded channel
+//! (never blocking: a full channel drops the line and counts it) and one
+//! thread sends them, resolving the address when it first can and again from
+//! time to time, so a statsd that comes up later, or moves, gets metrics.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cadence::{Counted, MetricSink, NopMetricSink, StatsdClient, Timed};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use log::{debug, info, warn};
+
+use crate::runs::Outcome;
+
+/// Re-resolve a working address this often, to follow a moved statsd.
+const RESOLVE_EVERY: Duration = Duration::from_secs(60);
+/// After a failed resolution, wait this long before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Lines waiting to be sent; beyond this they are dropped.
+const QUEUE: usize = 1024;
+
+pub struct Metrics {
+    statsd: StatsdClient,
+}
+
+impl Metrics {
+    /// Metrics to `statsd` (`host:port`), or to nowhere.
+    pub fn new(statsd: Option<&str>, prefix: &str) -> Metrics {
+        let statsd = match statsd {
+            Some(address) => StatsdClient::builder(prefix, ChannelSink::start(address.to_string()))
+                .with_error_handler(|e| debug!("statsd: {e}"))
+                .build(),
+            None => StatsdClient::builder(prefix, NopMetricSink).build(),
+        };
+        Metrics { statsd }
+    }
+
+    /// `<prefix>.<check>.<verb>.succeeded|failed` and `.duration` (ms).
+    pub fn record(&self, check: &str, verb: &str, outcome: &Outcome) {
+        let result = if outcome.ok() { "succeeded" } else { "failed" };
+        let _ = self.statsd.count(&format!("{check}.{verb}.{result}"), 1);
+        let _ = self.statsd.time(&format!("{check}.{verb}.duration"), outcome.duration);
+    }
+}
+
+/// A cadence sink that queues lines for the sender thread.
+struct ChannelSink {
+    lines: Sender<String>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl ChannelSink {
+    fn start(address: String) -> ChannelSink {
+        let (lines, queue) = bounded(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counter = dropped.clone();
+        let spawned = thread::Builder::new()
+            .name("statsd".into())
+            .stack_size(128 * 1024)
+            .spawn(move || Courier::new(address, counter).run(queue));
+        if let Err(e) = spawned {
+            warn!("statsd: cannot start the sender thread, metrics are off: {e}");
+        }
+        ChannelSink { lines, dropped }
+    }
+}
+
+impl MetricSink for ChannelSink {
+    fn emit(&self, metric: &str) -> io::Result<usize> {
+        match self.lines.try_send(metric.to_string()) {
+            Ok(()) => Ok(metric.len()),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(0)
+            }
+        }
+    }
+}
+
+/// The sender thread's state.
+struct Courier {
+    address: String,
+    socket: Option<UdpSocket>,
+    target: Option<SocketAddr>,
+    next_resolve: Instant,
+    dropped: Arc<AtomicU64>,
+    /// Whether the last problem was already logged, so a statsd that stays
+    /// down costs one warning, not one per metric.
+    warned: bool,
+}
+
+impl Courier {
+    fn new(address: String, dropped: Arc<AtomicU64>) -> Courier {
+        Courier { address, socket: None, target: None, next_resolve: Instant::now(), dropped, warned: false }
+    }
+
+    fn run(mut self, queue: Receiver<String>) {
+        for line in queue {
+            self.send(&line);
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        if Instant::now() >= self.next_resolve {
+            self.resolve();
+        }
+        let (Some(target), Some(socket)) = (self.target, self.socket.as_ref()) else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match socket.send_to(line.as_bytes(), target) {
+            Ok(_) => {
+                if self.warned {
+                    info!("statsd: sending to {} ({target}) again", self.address);
+                    self.warned = false;
+                }
+            }
+            Err(e) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                let message = format!("cannot send to {} ({target}): {e}", self.address);
+                self.warn(message);
+                // A refused datagram often means statsd moved: look it up again soon.
+                self.next_resolve = self.next_resolve.min(Instant::now() + RETRY_AFTER);
+            }
+        }
+    }
+
+    fn resolve(&mut self) {
+        let found = self.address.to_socket_addrs().map(|mut addrs| addrs.next());
+        match found {
+            Ok(Some(target)) => {
+                if self.target != Some(target) {
+                    debug!("statsd: {} is {target}", self.address);
+                }
+                let bind: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+                let fresh = self.socket.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.is_ipv4()) != Some(target.is_ipv4());
+                if fresh {
+                    match UdpSocket::bind(bind).and_then(|s| s.set_nonblocking(true).map(|_| s)) {
+                        Ok(socket) => self.socket = Some(socket),
+                        Err(e) => self.warn(format!("cannot open a UDP socket: {e}")),
+                    }
+                }
+                self.target = Some(target);
+                self.next_resolve = Instant::now() + RESOLVE_EVERY;
+            }
+            Ok(None) => {
+                let message = format!("{} resolves to no address; metrics are dropped until it does", self.address);
+                self.warn(message);
+                self.next_resolve = Instant::now() + RETRY_AFTER;
+            }
+            Err(e) => {
+                // Keep the last good address: a DNS blip should not stop metrics.
+                let message = format!("cannot resolve {}: {e}; metrics are dropped until it resolves", self.address);
+                self.warn(message);
+                self.next_resolve = Instant::now() + RETRY_AFTER;
+            }
+        }
+    }
+
+    fn warn(&mut self, message: String) {
+        if !self.warned {
+            warn!("statsd: {message} ({} dropped so far)", self.dropped.load(Ordering::Relaxed));
+            self.warned = true;
+        }
+    }
+}

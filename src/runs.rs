@@ -1,0 +1,312 @@
+//! Runs of checks: single flight, deadlines and settlement.
+//!
+//! Every check is an [`Entry`] with at most one [`Run`] going at a time. The
+//! scheduler and `/health` both ask an entry for a run; when one is already
+//! going they join it instead of starting another, so a hung check never
+//! piles up work and a burst of probes costs the backend one request.
+//!
+//! A run is *settled* exactly once, by whichever comes first: the worker
+//! finishing the check, or someone noticing the deadline has passed (the
+//! scheduler for its runs, a waiting `/health` for its own). Settling records
+//! the metrics, writes the log line and wakes the waiters. A run settled by
+//! its deadline still holds its entry until the worker returns, so a hung
+//! check is reported as timed out but never started twice.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use log::{debug, info, warn};
+
+use crate::checks::{Attempt, Check, Failure, Reason};
+use crate::duration::Go;
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub result: Result<(), Failure>,
+    /// Facts the check noted (`credential_source`, ...), for `/health`.
+    pub notes: Vec<(&'static str, String)>,
+    /// From the start of the run to its settlement.
+    pub duration: Duration,
+    pub finished: SystemTime,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    pub fn failed(failure: Failure) -> Outcome {
+        Outcome { result: Err(failure), notes: Vec::new(), duration: Duration::ZERO, finished: SystemTime::now() }
+    }
+}
+
+/// One configured check and its run state.
+pub struct Entry {
+    pub name: String,
+    pub kind: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    check: Box<dyn Check>,
+    current: Mutex<Option<Arc<Run>>>,
+}
+
+impl Entry {
+    pub fn new(name: String, kind: String, interval: Duration, timeout: Duration, check: Box<dyn Check>) -> Entry {
+        Entry { name, kind, interval, timeout, check, current: Mutex::new(None) }
+    }
+
+    pub fn verb(&self) -> &'static str {
+        self.check.verb()
+    }
+
+    fn current(&self) -> MutexGuard<'_, Option<Arc<Run>>> {
+        // A poisoned lock only means a panic elsewhere; the Option is intact.
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One run of one check.
+pub struct Run {
+    pub entry: Arc<Entry>,
+    pub started: Instant,
+    state: Mutex<RunState>,
+    metrics: Arc<Metrics>,
+    settled: Sender<()>,
+}
+
+#[derive(Default)]
+struct RunState {
+    outcome: Option<Outcome>,
+    waiters: Vec<Sender<Outcome>>,
+}
+
+impl Run {
+    pub fn deadline(&self) -> Instant {
+        self.started + self.entry.timeout
+    }
+
+    fn state(&self) -> MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_settled(&self) -> bool {
+        self.state().outcome.is_some()
+    }
+
+    /// Settles the run unless it already is; returns the outcome that stands.
+    pub fn settle(&self, outcome: Outcome) -> Outcome {
+        let waiters = {
+            let mut state = self.state();
+            if let Some(existing) = &state.outcome {
+                return existing.clone();
+            }
+            state.outcome = Some(outcome.clone());
+            std::mem::take(&mut state.waiters)
+        };
+        for waiter in waiters {
+            let _ = waiter.try_send(outcome.clone());
+        }
+        self.report(&outcome);
+        let _ = self.settled.try_send(());
+        outcome
+    }
+
+    /// Settles the run as timed out if its deadline has passed.
+    pub fn settle_if_overdue(&self) -> Option<Outcome> {
+        (Instant::now() >= self.deadline()).then(|| self.settle(self.timed_out()))
+    }
+
+    fn timed_out(&self) -> Outcome {
+        Outcome {
+            result: Err(Failure::timeout(self.entry.timeout)),
+            notes: Vec::new(),
+            duration: self.entry.timeout,
+            finished: SystemTime::now(),
+        }
+    }
+
+    /// Waits for the outcome, no later than the deadline.
+    pub fn wait(&self) -> Outcome {
+        let receiver = {
+            let mut state = self.state();
+            if let Some(outcome) = &state.outcome {
+                return outcome.clone();
+            }
+            let (tx, rx) = bounded(1);
+            state.waiters.push(tx);
+            rx
+        };
+        match receiver.recv_deadline(self.deadline()) {
+            Ok(outcome) => outcome,
+            Err(_) => self.settle(self.timed_out()),
+        }
+    }
+
+    fn report(&self, outcome: &Outcome) {
+        let entry = &self.entry;
+        self.metrics.record(&entry.name, entry.verb(), outcome);
+        let took = Go(round_ms(outcome.duration));
+        match &outcome.result {
+            Ok(()) => info!("check {} passed in {took}", entry.name),
+            Err(f) => warn!("check {} failed ({}) in {took}: {}", entry.name, f.reason, f.message),
+        }
+        for (key, value) in &outcome.notes {
+            debug!("check {}: {key}={value}", entry.name);
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().min(u64::MAX as u128) as u64)
+}
+
+/// The checks and the pool that runs them.
+pub struct Runner {
+    entries: Vec<Arc<Entry>>,
+    pool: Pool,
+    metrics: Arc<Metrics>,
+    settled: (Sender<()>, Receiver<()>),
+}
+
+/// What [`Runner::start`] did.
+pub enum Started {
+    New(Arc<Run>),
+    Joined(Arc<Run>),
+}
+
+impl Started {
+    pub fn run(&self) -> &Arc<Run> {
+        match self {
+            Started::New(run) | Started::Joined(run) => run,
+        }
+    }
+
+    /// Waits for the outcome, no later than the run's deadline. A run joined
+    /// after its deadline says that it is still going, since that is why no
+    /// new one started.
+    pub fn wait(&self) -> Outcome {
+        let outcome = self.run().wait();
+        let Started::Joined(run) = self else { return outcome };
+        let entry = &run.entry;
+        let still_going = entry.current().as_ref().is_some_and(|c| Arc::ptr_eq(c, run));
+        match &outcome.result {
+            Err(f) if f.reason == Reason::Timeout && still_going => {
+                let mut outcome = outcome.clone();
+                outcome.result = Err(Failure::new(
+                    Reason::Timeout,
+                    format!(
+                        "timed out after {}; the run started {} ago is still going, so no new one was started",
+                        Go(entry.timeout),
+                        Go(round_ms(run.started.elapsed()))
+                    ),
+                ));
+                outcome
+            }
+            _ => outcome,
+        }
+    }
+}
+
+impl Runner {
+    /// The pool has one worker per check: a check holds at most one worker
+    /// (single flight), so even every check hung at once cannot starve another.
+    pub fn new(entries: Vec<Arc<Entry>>, metrics: Arc<Metrics>) -> Runner {
+        let pool = Pool::new(entries.len().max(1), "check");
+        Runner { entries, pool, metrics, settled: bounded(1) }
+    }
+
+    /// Ready after any run settles, for a scheduler waiting on its runs.
+    pub fn settled(&self) -> &Receiver<()> {
+        &self.settled.1
+    }
+
+    pub fn entries(&self) -> &[Arc<Entry>] {
+        &self.entries
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&Arc<Entry>> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// Starts a run of `entry`, or joins the one going.
+    pub fn start(&self, entry: &Arc<Entry>) -> Started {
+        let mut current = entry.current();
+        if let Some(run) = current.as_ref() {
+            return Started::Joined(run.clone());
+        }
+        let run = Arc::new(Run {
+            entry: entry.clone(),
+            started: Instant::now(),
+            state: Mutex::new(RunState::default()),
+            metrics: self.metrics.clone(),
+            settled: self.settled.0.clone(),
+        });
+        *current = Some(run.clone());
+        drop(current);
+        let job = run.clone();
+        if let Err(e) = self.pool.submit(move || execute(job)) {
+            // Only when the pool is gone; say so rather than hang the caller.
+            run.settle(Outcome::failed(Failure::new(Reason::Internal, e)));
+            *entry.current() = None;
+        }
+        Started::New(run)
+    }
+
+    /// Starts a run unless one is going (a scheduler tick that finds its
+    /// check still running is skipped).
+    pub fn start_if_idle(&self, entry: &Arc<Entry>) -> Option<Arc<Run>> {
+        match self.start(entry) {
+            Started::New(run) => Some(run),
+            Started::Joined(run) => {
+                debug!(
+                    "check {}: tick skipped, the run started {} ago is still going",
+                    entry.name,
+                    Go(round_ms(run.started.elapsed()))
+                );
+                None
+            }
+        }
+    }
+
+    /// Runs still holding a worker.
+    pub fn busy(&self) -> usize {
+        self.entries.iter().filter(|e| e.current().is_some()).count()
+    }
+}
+
+/// The worker side of a run: the check itself, with panics contained.
+fn execute(run: Arc<Run>) {
+    let entry = &run.entry;
+    let attempt = Attempt::new(run.started, entry.timeout);
+    let result = catch_unwind(AssertUnwindSafe(|| entry.check.run(&attempt))).unwrap_or_else(|panic| {
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Failure::new(Reason::Internal, format!("check panicked: {text}")))
+    });
+    let duration = run.started.elapsed();
+    if run.is_settled() {
+        warn!(
+            "check {} returned after {}, {} past its {} timeout",
+            entry.name,
+            Go(round_ms(duration)),
+            Go(round_ms(duration.saturating_sub(entry.timeout))),
+            Go(entry.timeout)
+        );
+    }
+    // A check that answers a moment late, after a waiter has already given
+    // up, still gets the timeout it was reported with.
+    let result = if duration > entry.timeout && result.is_ok() { Err(Failure::timeout(entry.timeout)) } else { result };
+    run.settle(Outcome { result, notes: attempt.take_notes(), duration, finished: SystemTime::now() });
+    let mut current = entry.current();
+    if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &run)) {
+        *current = None;
+    }
+}

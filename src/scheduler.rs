@@ -1,0 +1,70 @@
+//! The scheduler: one thread that runs each check at start and then every
+//! INTERVAL, and settles its runs that outlive their deadline.
+//!
+//! It sleeps on a crossbeam timer channel until the next thing is due (a
+//! tick or a deadline), or until the shutdown starts, so an idle daemon uses
+//! no CPU. After the shutdown it starts nothing new and stays only until the
+//! runs it started are settled.
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use crossbeam_channel::{at, never, select};
+use log::debug;
+
+use crate::runs::{Run, Runner};
+use crate::shutdown::Shutdown;
+
+pub fn spawn(runner: Arc<Runner>, shutdown: Shutdown) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("scheduler".into())
+        .stack_size(128 * 1024)
+        .spawn(move || run(&runner, &shutdown))
+}
+
+fn run(runner: &Runner, shutdown: &Shutdown) {
+    let start = Instant::now();
+    let mut due: Vec<Instant> = runner.entries().iter().map(|_| start).collect();
+    let mut pending: Vec<Arc<Run>> = Vec::new();
+    loop {
+        let now = Instant::now();
+        let stopping = shutdown.is_set();
+        if !stopping {
+            for (entry, due) in runner.entries().iter().zip(due.iter_mut()) {
+                if *due > now {
+                    continue;
+                }
+                if let Some(run) = runner.start_if_idle(entry) {
+                    pending.push(run);
+                }
+                // Skip ticks missed while the machine was suspended or busy,
+                // rather than firing them in a burst.
+                *due += entry.interval;
+                if *due <= now {
+                    *due = now + entry.interval;
+                }
+            }
+        }
+        pending.retain(|run| run.settle_if_overdue().is_none() && !run.is_settled());
+        if stopping && pending.is_empty() {
+            debug!("scheduler: stopped");
+            return;
+        }
+        let next_deadline = pending.iter().map(|r| r.deadline()).min();
+        let next_tick = if stopping { None } else { due.iter().min().copied() };
+        let Some(next) = [next_deadline, next_tick].into_iter().flatten().min() else {
+            // Nothing configured and nothing pending: wait for the shutdown.
+            shutdown.wait();
+            continue;
+        };
+        // A closed shutdown channel is always ready, so after the shutdown
+        // only timers and settlements wake us.
+        let closed = if stopping { never() } else { shutdown.closed().clone() };
+        select! {
+            recv(closed) -> _ => {},
+            recv(runner.settled()) -> _ => {},
+            recv(at(next)) -> _ => {},
+        }
+    }
+}

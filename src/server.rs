@@ -1,0 +1,224 @@
+//! The HTTP endpoints, on tiny_http.
+//!
+//! One thread takes requests from tiny_http and answers the cheap ones
+//! (`/livez`, `/quitquitquit`, 404, 405) itself. A `/health` waits for
+//! checks, up to their timeouts, so each gets a thread of its own: a slow
+//! `/health` then never holds up `/livez` or another request. The number of
+//! such threads is capped; past the cap `/health` answers 503 at once.
+
+use std::io::Cursor;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use serde_json::{json, Map, Value};
+use tiny_http::{Header, Method, Request, Response};
+
+use crate::checks::Reason;
+use crate::runs::{Entry, Outcome, Runner};
+use crate::shutdown::{InFlight, Shutdown, Ticket};
+
+/// Concurrent `/health` handlers; each mostly sleeps on a channel, and
+/// concurrent probes share runs, so this is far above any real need.
+const MAX_HEALTH_HANDLERS: usize = 256;
+const HANDLER_STACK: usize = 128 * 1024;
+
+pub struct App {
+    pub runner: Arc<Runner>,
+    pub shutdown: Shutdown,
+    pub inflight: InFlight,
+    pub quitquitquit: bool,
+    handlers: AtomicUsize,
+}
+
+impl App {
+    pub fn new(runner: Arc<Runner>, shutdown: Shutdown, quitquitquit: bool) -> App {
+        App { runner, shutdown, inflight: InFlight::default(), quitquitquit, handlers: AtomicUsize::new(0) }
+    }
+}
+
+/// Binds the first of `addrs` that can be bound (`:10002` offers IPv6
+/// dual-stack first, then IPv4 for kernels without IPv6).
+pub fn bind(addrs: &[SocketAddr]) -> Result<tiny_http::Server, String> {
+    let mut errors = Vec::new();
+    for addr in addrs {
+        match TcpListener::bind(addr) {
+            Ok(listener) => {
+                return tiny_http::Server::from_listener(listener, None)
+                    .map_err(|e| format!("cannot serve on {addr}: {e}"))
+            }
+            Err(e) => errors.push(format!("{addr}: {e}")),
+        }
+    }
+    Err(format!("cannot listen: {}", errors.join("; ")))
+}
+
+pub fn spawn(http: tiny_http::Server, app: Arc<App>) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new().name("http".into()).stack_size(HANDLER_STACK).spawn(move || loop {
+        match http.recv() {
+            Ok(request) => dispatch(request, &app),
+            Err(e) => {
+                warn!("http: {e}");
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    })
+}
+
+enum Route<'a> {
+    Livez,
+    Health(Option<&'a str>),
+    Quit,
+    NotFound,
+    WrongMethod(&'static str),
+}
+
+fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
+    let read = matches!(method, Method::Get | Method::Head);
+    let known = |allow: &'static str, ok: bool, route: Route<'a>| if ok { route } else { Route::WrongMethod(allow) };
+    match path {
+        "/livez" => known("GET, HEAD", read, Route::Livez),
+        "/health" | "/health/" => known("GET, HEAD", read, Route::Health(None)),
+        "/quitquitquit" => known("GET, POST", matches!(method, Method::Get | Method::Post), Route::Quit),
+        _ => match path.strip_prefix("/health/") {
+            Some(name) if !name.contains('/') => known("GET, HEAD", read, Route::Health(Some(name))),
+            _ => Route::NotFound,
+        },
+    }
+}
+
+fn dispatch(request: Request, app: &Arc<App>) {
+    let ticket = app.inflight.enter();
+    let started = Instant::now();
+    let url = request.url().to_string();
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    match route(request.method(), path) {
+        Route::Livez => respond(request, started, text(200, "ok\n")),
+        Route::Quit if !app.quitquitquit => {
+            respond(request, started, text(403, "/quitquitquit is turned off (--no-quitquitquit)\n"))
+        }
+        Route::Quit => {
+            respond(request, started, text(200, "shutting down\n"));
+            app.shutdown.trigger("/quitquitquit requested");
+        }
+        Route::NotFound => respond(request, started, text(404, "not found\n")),
+        Route::WrongMethod(allow) => {
+            let response = text(405, "method not allowed\n").with_header(header("Allow", allow));
+            respond(request, started, response)
+        }
+        Route::Health(name) => {
+            let entries: Vec<Arc<Entry>> = match name {
+                None => app.runner.entries().to_vec(),
+                Some(name) => match app.runner.entry(name) {
+                    Some(entry) => vec![entry.clone()],
+                    None => return respond(request, started, text(404, &format!("no check named {name:?}\n"))),
+                },
+            };
+            spawn_health(request, entries, app.clone(), ticket, started);
+        }
+    }
+}
+
+fn spawn_health(request: Request, entries: Vec<Arc<Entry>>, app: Arc<App>, ticket: Ticket, started: Instant) {
+    if app.handlers.fetch_add(1, Ordering::SeqCst) >= MAX_HEALTH_HANDLERS {
+        app.handlers.fetch_sub(1, Ordering::SeqCst);
+        return respond(request, started, text(503, "too many /health requests at once\n"));
+    }
+    // The request comes back if the thread cannot start, to be answered 500.
+    let (tx, rx) = crossbeam_channel::bounded::<Request>(1);
+    let worker_app = app.clone();
+    let spawned = thread::Builder::new().name("health".into()).stack_size(HANDLER_STACK).spawn(move || {
+        let _ticket = ticket;
+        if let Ok(request) = rx.recv() {
+            let response = health(&worker_app, &entries);
+            respond(request, started, response);
+        }
+        worker_app.handlers.fetch_sub(1, Ordering::SeqCst);
+    });
+    match spawned {
+        Ok(_) => {
+            let _ = tx.send(request);
+        }
+        Err(e) => {
+            app.handlers.fetch_sub(1, Ordering::SeqCst);
+            warn!("http: cannot start a /health handler: {e}");
+            respond(request, started, text(500, "internal error: cannot start a handler\n"));
+        }
+    }
+}
+
+/// Runs the checks (joining runs already going) and reports them all.
+fn health(app: &App, entries: &[Arc<Entry>]) -> Response<Cursor<Vec<u8>>> {
+    let mut body = Map::new();
+    if app.shutdown.is_set() {
+        for entry in entries {
+            body.insert(entry.name.clone(), json!({"ok": false, "error": "shutting down", "reason": Reason::ShuttingDown.as_str()}));
+        }
+        return json_response(503, &Value::Object(body));
+    }
+    // Start every run before waiting on any, so they run side by side and
+    // the answer comes when the slowest is done or timed out.
+    let runs: Vec<_> = entries.iter().map(|e| app.runner.start(e)).collect();
+    let mut all_ok = true;
+    for (entry, run) in entries.iter().zip(runs) {
+        let outcome = run.wait();
+        all_ok &= outcome.ok();
+        body.insert(entry.name.clone(), outcome_json(entry, &outcome));
+    }
+    json_response(if all_ok { 200 } else { 503 }, &Value::Object(body))
+}
+
+fn outcome_json(entry: &Entry, outcome: &Outcome) -> Value {
+    let (error, reason) = match &outcome.result {
+        Ok(()) => (String::new(), ""),
+        Err(f) => (f.message.clone(), f.reason.as_str()),
+    };
+    let mut fields = Map::new();
+    fields.insert("ok".into(), outcome.ok().into());
+    fields.insert("error".into(), error.into());
+    fields.insert("reason".into(), reason.into());
+    fields.insert("kind".into(), entry.kind.clone().into());
+    fields.insert("duration_ms".into(), (outcome.duration.as_secs_f64() * 1000.0).round().into());
+    for (key, value) in &outcome.notes {
+        fields.insert((*key).into(), value.clone().into());
+    }
+    Value::Object(fields)
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header")
+}
+
+fn text(status: u16, body: &str) -> Response<Cursor<Vec<u8>>> {
+    Response::from_string(body)
+        .with_status_code(status)
+        .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+}
+
+fn json_response(status: u16, body: &Value) -> Response<Cursor<Vec<u8>>> {
+    match serde_json::to_string(body) {
+        Ok(text) => Response::from_string(text)
+            .with_status_code(status)
+            .with_header(header("Content-Type", "application/json")),
+        Err(e) => self::text(500, &format!("internal error: {e}\n")),
+    }
+}
+
+/// Answers and logs one request: method, path, peer, status, duration.
+fn respond(request: Request, started: Instant, response: Response<Cursor<Vec<u8>>>) {
+    let status = response.status_code().0;
+    let method = request.method().clone();
+    let url = request.url().to_string();
+    let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+    // Say as little about ourselves as HTTP allows.
+    let response = response.with_header(header("Server", "kubernary"));
+    let sent = request.respond(response);
+    let took = started.elapsed();
+    match sent {
+        Ok(()) => info!("{method} {url} from {peer}: {status} in {:.1}ms", took.as_secs_f64() * 1000.0),
+        Err(e) => info!("{method} {url} from {peer}: {status} not delivered ({e}) after {:.1}ms", took.as_secs_f64() * 1000.0),
+    }
+}

@@ -1,0 +1,47 @@
+//! TLS set-up shared by every check.
+//!
+//! The process has exactly one rustls crypto provider (aws-lc-rs, which
+//! rust-s3's rustls feature brings anyway) and installs it before any thread
+//! starts: with none installed rustls panics at the first HTTPS request.
+//!
+//! Trust is the built-in public roots, so that HTTPS works in a `FROM scratch`
+//! image, plus a private CA from `SSL_CERT_FILE` (and a check's own `CA_FILE`).
+//! The roots are read once, when a check is built, not on every request.
+
+use std::sync::Arc;
+
+use ureq::tls::{Certificate, RootCerts};
+
+/// Installs aws-lc-rs as the process-wide rustls provider. Idempotent.
+pub fn install_crypto_provider() {
+    // Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Reads every certificate from a PEM file, naming the file on failure.
+pub fn read_pem_certs(path: &str) -> Result<Vec<Certificate<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read CA file {path}: {e}"))?;
+    let certs: Vec<Certificate<'static>> = rustls_pemfile::certs(&mut bytes.as_slice())
+        .map(|der| der.map(|d| Certificate::from_der(d.as_ref()).to_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot parse CA file {path}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("CA file {path} holds no PEM certificate"));
+    }
+    Ok(certs)
+}
+
+/// Built-in roots, plus `SSL_CERT_FILE` when set, plus `extra_ca_file`.
+pub fn root_certs(extra_ca_file: Option<&str>) -> Result<RootCerts, String> {
+    let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    if let Some(path) = std::env::var("SSL_CERT_FILE").ok().filter(|p| !p.is_empty()) {
+        certs.extend(read_pem_certs(&path).map_err(|e| format!("SSL_CERT_FILE: {e}"))?);
+    }
+    if let Some(path) = extra_ca_file {
+        certs.extend(read_pem_certs(path)?);
+    }
+    Ok(RootCerts::Specific(Arc::new(certs)))
+}

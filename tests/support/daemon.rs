@@ -1,0 +1,337 @@
+//! The real `kubernary` binary as a child process.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::http::{self, Response};
+
+/// Cold start on a loaded CI machine, plus the first debug build's page-in.
+const LISTEN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running (or exited) kubernary. Killed on drop if still running.
+pub struct Daemon {
+    child: Child,
+    exit: Option<ExitStatus>,
+    listen: Option<SocketAddr>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    readers: Vec<JoinHandle<()>>,
+    home: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts kubernary and waits until it logs `listening on <addr>`.
+    /// Panics (with the daemon's output) if it exits first or takes longer
+    /// than 20 s.
+    ///
+    /// `--listen 127.0.0.1:0` is added unless `args` has a `--listen` or
+    /// `envs` sets `KUBERNARY_LISTEN` (a flag beats the environment, so
+    /// adding it would defeat tests of the variable). See `spawn_raw` for
+    /// the environment the daemon gets.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        let mut d = Daemon::spawn(args, envs, true);
+        let deadline = Instant::now() + LISTEN_DEADLINE;
+        loop {
+            if let Some(addr) = listen_addr(&d.logs()) {
+                d.listen = Some(addr);
+                return d;
+            }
+            if let Some(status) = d.try_exit() {
+                d.join_readers();
+                panic!(
+                    "kubernary exited with {status} before listening\nargs: {args:?}\n{}",
+                    d.output_for_panic()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "kubernary did not log `listening on` within {LISTEN_DEADLINE:?}\n{}",
+                    d.output_for_panic()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts kubernary with exactly `args` and does not wait for anything:
+    /// for bad-input tests that expect it to exit.
+    ///
+    /// The environment is cleared so the developer's AWS_*, KUBERNARY_* or
+    /// proxy variables cannot leak into a test. Then: `PATH`;
+    /// `AWS_EC2_METADATA_DISABLED=true` so no test ever reaches
+    /// 169.254.169.254; `HOME` = a fresh empty tempdir so no real `~/.aws`
+    /// is read; `RUST_BACKTRACE=1` so a panic is diagnosable; then `envs`,
+    /// which override all of these (e.g. a `HOME` the test filled in).
+    pub fn spawn_raw(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn(args, envs, false)
+    }
+
+    fn spawn(args: &[&str], envs: &[(&str, &str)], add_listen: bool) -> Daemon {
+        let home = tempfile::Builder::new()
+            .prefix("kubernary-home-")
+            .tempdir()
+            .expect("tempdir for HOME");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubernary"));
+        cmd.env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HOME", home.path())
+            .env("RUST_BACKTRACE", "1");
+        let has_listen = args
+            .iter()
+            .any(|a| *a == "--listen" || a.starts_with("--listen="))
+            || envs.iter().any(|(k, _)| *k == "KUBERNARY_LISTEN");
+        if add_listen && !has_listen {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn kubernary");
+
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect_lines(
+                child.stderr.take().expect("piped stderr"),
+                stderr.clone(),
+                "[daemon] ",
+            ),
+            collect_lines(
+                child.stdout.take().expect("piped stdout"),
+                stdout.clone(),
+                "[daemon stdout] ",
+            ),
+        ];
+        Daemon {
+            child,
+            exit: None,
+            listen: None,
+            stderr,
+            stdout,
+            readers,
+            home,
+        }
+    }
+
+    /// The HTTP address from the `listening on` line. For `spawn_raw`
+    /// daemons it is looked up in the logs so far; panics if not there.
+    pub fn addr(&self) -> SocketAddr {
+        self.listen
+            .or_else(|| listen_addr(&self.logs()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "kubernary has not logged `listening on`\n{}",
+                    self.output_for_panic()
+                )
+            })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The fresh HOME the daemon runs with (unless `envs` replaced it).
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// GET `path`; panics if no HTTP answer comes (connection refused,
+    /// reset, timeout). Use `try_request` when that is the point.
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path)
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> Response {
+        self.try_request(method, path, &[], b"")
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{method} {path}: no HTTP answer: {e}\n{}",
+                    self.output_for_panic()
+                )
+            })
+    }
+
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        http::request(self.addr(), method, path, headers, body)
+    }
+
+    /// Sends bytes as-is (malformed requests) and parses the answer.
+    pub fn send_raw(&self, raw: &[u8]) -> std::io::Result<Response> {
+        http::send_raw(self.addr(), raw, false)
+    }
+
+    /// GET `path` and parse the body as JSON; panics with the body if it is
+    /// not JSON.
+    pub fn json(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self.get(path);
+        let value = serde_json::from_str(&resp.body).unwrap_or_else(|e| {
+            panic!(
+                "GET {path}: status {} body is not JSON ({e}): {:?}",
+                resp.status, resp.body
+            )
+        });
+        (resp.status, value)
+    }
+
+    /// Everything the daemon wrote to stderr (its log) so far, one entry
+    /// per line.
+    pub fn logs(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Everything written to stdout so far (argh prints `--help` there).
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Whether a log line containing `substr` appears within `timeout`
+    /// (lines already logged count).
+    pub fn wait_for_log(&self, substr: &str, timeout: Duration) -> bool {
+        super::eventually(timeout, || {
+            self.stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(substr))
+        })
+    }
+
+    /// Sends a signal by name (`"TERM"`, `"INT"`, `"KILL"`, ...). Uses the
+    /// shell's `kill` builtin so the tests need no libc crate. Panics if the
+    /// daemon was already reaped (its pid may belong to someone else now).
+    pub fn signal(&self, sig: &str) {
+        assert!(
+            self.exit.is_none(),
+            "signal {sig}: kubernary already exited with {:?}",
+            self.exit
+        );
+        let status = Command::new("sh")
+            .args([
+                "-c",
+                r#"kill -s "$0" "$1""#,
+                sig,
+                &self.child.id().to_string(),
+            ])
+            .status()
+            .expect("run sh -c kill");
+        assert!(
+            status.success(),
+            "kill -s {sig} {} failed: {status}",
+            self.child.id()
+        );
+    }
+
+    /// Waits up to `timeout` for the daemon to exit. On exit, also waits
+    /// (briefly) for its last output lines, so `logs()` is complete.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_exit() {
+                self.join_readers();
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().expect("try_wait kubernary");
+        }
+        self.exit
+    }
+
+    /// The readers end at EOF, which comes when the daemon exits, unless
+    /// something it started still holds the pipes; do not wait forever.
+    fn join_readers(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && !self.readers.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn output_for_panic(&self) -> String {
+        format!(
+            "--- kubernary stderr ---\n{}\n--- kubernary stdout ---\n{}",
+            self.logs().join("\n"),
+            self.stdout().join("\n")
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads `pipe` line by line into `sink`, echoing each line to the test's
+/// stderr (captured by libtest and shown only when the test fails).
+fn collect_lines(
+    pipe: impl Read + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+    prefix: &'static str,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string();
+                    eprintln!("{prefix}{line}");
+                    sink.lock().unwrap().push(line);
+                }
+            }
+        }
+    })
+}
+
+/// The address in the first `listening on <addr>` line. An unspecified IP
+/// (`0.0.0.0`, `[::]`, from a `:PORT` listen address) becomes the loopback
+/// address of its family, which is what a test should connect to.
+fn listen_addr(lines: &[String]) -> Option<SocketAddr> {
+    lines.iter().find_map(|line| {
+        let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+        let token = rest.split_whitespace().next()?;
+        // Tolerate quoting or punctuation around the address.
+        let token = token
+            .trim_start_matches(|c: char| !(c.is_ascii_digit() || c == '['))
+            .trim_end_matches(|c: char| !c.is_ascii_digit());
+        let mut addr: SocketAddr = token.parse().ok()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        Some(addr)
+    })
+}
