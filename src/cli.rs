@@ -67,7 +67,13 @@ pub enum Exit {
     Error(String),
 }
 
-const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--version"];
+const SWITCHES: &[&str] = &[
+    "--no-stats",
+    "--debug",
+    "-d",
+    "--no-quitquitquit",
+    "--version",
+];
 
 /// Parses `argv` (without the program name) against `env`.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
@@ -105,7 +111,11 @@ fn split_equals(argv: &[String]) -> Result<Vec<String>, Exit> {
                     match parse_bool(value) {
                         Some(true) => out.push(flag.to_string()),
                         Some(false) => {}
-                        None => return Err(Exit::Error(format!("{flag}: expected true or false, got {value:?}"))),
+                        None => {
+                            return Err(Exit::Error(format!(
+                                "{flag}: expected true or false, got {value:?}"
+                            )))
+                        }
                     }
                 } else {
                     out.push(flag.to_string());
@@ -126,28 +136,43 @@ fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, 
         }
         match env(name) {
             None => Ok(false),
-            Some(v) => parse_bool(&v).ok_or_else(|| format!("{name}: expected true or false, got {v:?}")),
+            Some(v) => {
+                parse_bool(&v).ok_or_else(|| format!("{name}: expected true or false, got {v:?}"))
+            }
         }
     };
     // A value from the command line is named by its flag in errors, one from
     // the environment by its variable, so the user knows what to fix.
-    let option = |given: Option<String>, flag: &str, var: &str, default: &str| -> (String, String) {
-        match (given, env(var)) {
-            (Some(v), _) => (v, flag.to_string()),
-            (None, Some(v)) => (v, var.to_string()),
-            (None, None) => (default.to_string(), flag.to_string()),
-        }
-    };
+    let option =
+        |given: Option<String>, flag: &str, var: &str, default: &str| -> (String, String) {
+            match (given, env(var)) {
+                (Some(v), _) => (v, flag.to_string()),
+                (None, Some(v)) => (v, var.to_string()),
+                (None, None) => (default.to_string(), flag.to_string()),
+            }
+        };
     let duration = |(text, source): (String, String)| {
-        duration::parse(&text).map_err(|e| format!("{source}: {e} (write it like 500ms, 30s, 1m30s or 1h)"))
+        duration::parse(&text)
+            .map_err(|e| format!("{source}: {e} (write it like 500ms, 30s, 1m30s or 1h)"))
     };
 
     let no_stats = switch(args.no_stats, "KUBERNARY_NO_STATS")?;
     let debug = switch(args.debug, "KUBERNARY_DEBUG")?;
     let no_quit = switch(args.no_quitquitquit, "KUBERNARY_NO_QUITQUITQUIT")?;
-    let close_after = duration(option(args.close_after, "--close-after", "KUBERNARY_CLOSE_AFTER", "1m"))?;
-    let kill_after = duration(option(args.kill_after, "--kill-after", "KUBERNARY_KILL_AFTER", "2m"))?;
-    let (listen_text, listen_source) = option(args.listen, "--listen", "KUBERNARY_LISTEN", ":10002");
+    let close_after = duration(option(
+        args.close_after,
+        "--close-after",
+        "KUBERNARY_CLOSE_AFTER",
+        "1m",
+    ))?;
+    let kill_after = duration(option(
+        args.kill_after,
+        "--kill-after",
+        "KUBERNARY_KILL_AFTER",
+        "2m",
+    ))?;
+    let (listen_text, listen_source) =
+        option(args.listen, "--listen", "KUBERNARY_LISTEN", ":10002");
     let listen = listen_addresses(&listen_text).map_err(|e| format!("{listen_source}: {e}"))?;
 
     let statsd = match (args.statsd, env("KUBERNARY_STATSD")) {
@@ -165,7 +190,15 @@ fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, 
             Some(address)
         }
     };
-    Ok(Options { statsd, listen, listen_text, debug, close_after, kill_after, quitquitquit: !no_quit })
+    Ok(Options {
+        statsd,
+        listen,
+        listen_text,
+        debug,
+        close_after,
+        kill_after,
+        quitquitquit: !no_quit,
+    })
 }
 
 /// `host:port` with a numeric port; the host is resolved later, and again
@@ -173,18 +206,25 @@ fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, 
 fn check_host_port(address: &str) -> Result<(), String> {
     match address.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(format!("{address:?} is not host:port (for example statsd:8125 or 127.0.0.1:8125)")),
+        _ => Err(format!(
+            "{address:?} is not host:port (for example statsd:8125 or 127.0.0.1:8125)"
+        )),
     }
 }
 
 /// Go's listen syntax: `:10002` is every interface (IPv6 and IPv4 where the
 /// kernel has IPv6, else IPv4), `host:port` one address.
 pub fn listen_addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
-    let bad = || format!("{text:?} is not an address to listen on (for example :10002 or 127.0.0.1:10002)");
+    let bad = || {
+        format!("{text:?} is not an address to listen on (for example :10002 or 127.0.0.1:10002)")
+    };
     let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     if host.is_empty() {
-        return Ok(vec![SocketAddr::from(([0u16; 8], port)), SocketAddr::from(([0, 0, 0, 0], port))]);
+        return Ok(vec![
+            SocketAddr::from(([0u16; 8], port)),
+            SocketAddr::from(([0, 0, 0, 0], port)),
+        ]);
     }
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = (host, port)
@@ -203,7 +243,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse_with(argv: &[&str], env: &[(&str, &str)]) -> Result<Options, Exit> {
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         parse(&argv, &|name| env.get(name).cloned())
     }
@@ -228,7 +271,16 @@ mod tests {
 
     #[test]
     fn flags_with_equals_and_short_debug() {
-        let o = parse_with(&["--listen=127.0.0.1:9000", "--close-after=1m30s", "-d", "--no-stats"], &[]).unwrap();
+        let o = parse_with(
+            &[
+                "--listen=127.0.0.1:9000",
+                "--close-after=1m30s",
+                "-d",
+                "--no-stats",
+            ],
+            &[],
+        )
+        .unwrap();
         assert_eq!(o.listen, vec!["127.0.0.1:9000".parse().unwrap()]);
         assert_eq!(o.close_after, Duration::from_secs(90));
         assert!(o.debug);
@@ -249,28 +301,48 @@ mod tests {
         assert_eq!(o.statsd.as_deref(), Some("env:8125"));
         assert_eq!(o.listen_text, "127.0.0.1:9001");
         assert!(o.debug && !o.quitquitquit);
-        assert_eq!((o.close_after, o.kill_after), (Duration::from_secs(5), Duration::from_secs(10)));
+        assert_eq!(
+            (o.close_after, o.kill_after),
+            (Duration::from_secs(5), Duration::from_secs(10))
+        );
         let o = parse_with(&["--kill-after", "3s", "cli:8125"], &env).unwrap();
         assert_eq!(o.kill_after, Duration::from_secs(3));
         assert_eq!(o.statsd.as_deref(), Some("cli:8125"));
-        assert!(parse_with(&[], &[("KUBERNARY_NO_STATS", "true")]).unwrap().statsd.is_none());
+        assert!(parse_with(&[], &[("KUBERNARY_NO_STATS", "true")])
+            .unwrap()
+            .statsd
+            .is_none());
     }
 
     #[test]
     fn bad_input_names_what_to_fix() {
-        assert!(error(&["--close-after", "5x", "s:1"], &[]).starts_with("--close-after: invalid duration \"5x\""));
-        assert!(error(&["s:1"], &[("KUBERNARY_KILL_AFTER", "ten")]).starts_with("KUBERNARY_KILL_AFTER: invalid duration"));
-        assert!(error(&["--listen", "nonsense", "s:1"], &[]).starts_with("--listen: \"nonsense\" is not an address"));
+        assert!(error(&["--close-after", "5x", "s:1"], &[])
+            .starts_with("--close-after: invalid duration \"5x\""));
+        assert!(error(&["s:1"], &[("KUBERNARY_KILL_AFTER", "ten")])
+            .starts_with("KUBERNARY_KILL_AFTER: invalid duration"));
+        assert!(error(&["--listen", "nonsense", "s:1"], &[])
+            .starts_with("--listen: \"nonsense\" is not an address"));
         assert!(error(&["statsd"], &[]).starts_with("<statsd>: \"statsd\" is not host:port"));
         assert!(error(&[], &[]).starts_with("missing <statsd>"));
         assert!(error(&["--bogus", "s:1"], &[]).contains("--bogus"));
-        assert!(error(&["s:1"], &[("KUBERNARY_DEBUG", "maybe")]).starts_with("KUBERNARY_DEBUG: expected true or false"));
+        assert!(error(&["s:1"], &[("KUBERNARY_DEBUG", "maybe")])
+            .starts_with("KUBERNARY_DEBUG: expected true or false"));
     }
 
     #[test]
     fn help_reads_like_the_seed() {
-        let Err(Exit::Help(text)) = parse_with(&["--help"], &[]) else { panic!("no help") };
-        for needle in ["--no-stats", "--listen", "--debug", "--close-after", "--kill-after", "statsd", "Checks whether your Kubernetes cluster works."] {
+        let Err(Exit::Help(text)) = parse_with(&["--help"], &[]) else {
+            panic!("no help")
+        };
+        for needle in [
+            "--no-stats",
+            "--listen",
+            "--debug",
+            "--close-after",
+            "--kill-after",
+            "statsd",
+            "Checks whether your Kubernetes cluster works.",
+        ] {
             assert!(text.contains(needle), "help lacks {needle}:\n{text}");
         }
     }

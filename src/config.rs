@@ -26,8 +26,15 @@ pub fn checks(env: &HashMap<String, String>) -> Result<Vec<Arc<Entry>>, String> 
     };
     let mut entries: Vec<Arc<Entry>> = Vec::new();
     for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (name, kind) = item.split_once('=').map(|(n, k)| (n.trim(), k.trim())).unwrap_or((item, item));
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        let (name, kind) = item
+            .split_once('=')
+            .map(|(n, k)| (n.trim(), k.trim()))
+            .unwrap_or((item, item));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(format!(
                 "KUBERNARY_CHECKS: check name {name:?} may hold only letters, digits, '-' and '_' (it names metrics and JSON keys)"
             ));
@@ -45,7 +52,13 @@ pub fn checks(env: &HashMap<String, String>) -> Result<Vec<Arc<Entry>>, String> 
             return Err(format!("{}: must be more than 0", settings.var("TIMEOUT")));
         }
         let check = checks::build(kind, &settings).map_err(|e| format!("check {name:?}: {e}"))?;
-        entries.push(Arc::new(Entry::new(name.to_string(), kind.to_string(), interval, timeout, check)));
+        entries.push(Arc::new(Entry::new(
+            name.to_string(),
+            kind.to_string(),
+            interval,
+            timeout,
+            check,
+        )));
     }
     if entries.is_empty() {
         return Err("KUBERNARY_CHECKS lists no check".into());
@@ -58,7 +71,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -66,8 +82,14 @@ mod tests {
         crate::tls::install_crypto_provider();
         let entries = checks(&env(&[("KUBERNARY_S3_BUCKET", "b")])).unwrap();
         assert_eq!(entries.len(), 1);
-        assert_eq!((entries[0].name.as_str(), entries[0].kind.as_str()), ("s3", "s3"));
-        assert_eq!((entries[0].interval, entries[0].timeout), (DEFAULT_INTERVAL, DEFAULT_TIMEOUT));
+        assert_eq!(
+            (entries[0].name.as_str(), entries[0].kind.as_str()),
+            ("s3", "s3")
+        );
+        assert_eq!(
+            (entries[0].interval, entries[0].timeout),
+            (DEFAULT_INTERVAL, DEFAULT_TIMEOUT)
+        );
     }
 
     #[test]
@@ -91,10 +113,19 @@ mod tests {
         crate::tls::install_crypto_provider();
         let err = |pairs: &[(&str, &str)]| checks(&env(pairs)).err().unwrap();
         assert!(err(&[]).starts_with("no check configured: set KUBERNARY_S3_BUCKET"));
-        assert_eq!(err(&[("KUBERNARY_CHECKS", "s3")]), "check \"s3\": KUBERNARY_S3_BUCKET is not set: it names the bucket to read from");
+        assert_eq!(
+            err(&[("KUBERNARY_CHECKS", "s3")]),
+            "check \"s3\": KUBERNARY_S3_BUCKET is not set: it names the bucket to read from"
+        );
         assert!(err(&[("KUBERNARY_CHECKS", "x=nope")]).contains("unknown check kind \"nope\""));
-        assert!(err(&[("KUBERNARY_CHECKS", "s3,s3"), ("KUBERNARY_S3_BUCKET", "b")]).contains("listed twice"));
+        assert!(
+            err(&[("KUBERNARY_CHECKS", "s3,s3"), ("KUBERNARY_S3_BUCKET", "b")])
+                .contains("listed twice")
+        );
         assert!(err(&[("KUBERNARY_CHECKS", "a b=s3")]).contains("may hold only"));
-        assert!(err(&[("KUBERNARY_S3_BUCKET", "b"), ("KUBERNARY_S3_TIMEOUT", "2")]).starts_with("KUBERNARY_S3_TIMEOUT: invalid duration"));
+        assert!(
+            err(&[("KUBERNARY_S3_BUCKET", "b"), ("KUBERNARY_S3_TIMEOUT", "2")])
+                .starts_with("KUBERNARY_S3_TIMEOUT: invalid duration")
+        );
     }
 }

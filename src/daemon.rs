@@ -39,10 +39,25 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     };
     let listening = http.server_addr().to_string();
     let metrics = Arc::new(Metrics::new(options.statsd.as_deref(), "kubernary"));
-    let names: Vec<String> = entries.iter().map(|e| format!("{} ({}, every {}, timeout {})", e.name, e.kind, Go(e.interval), Go(e.timeout))).collect();
+    let names: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{} ({}, every {}, timeout {})",
+                e.name,
+                e.kind,
+                Go(e.interval),
+                Go(e.timeout)
+            )
+        })
+        .collect();
     let runner = Arc::new(Runner::new(entries, metrics));
     let shutdown = Shutdown::new();
-    let app = Arc::new(App::new(runner.clone(), shutdown.clone(), options.quitquitquit));
+    let app = Arc::new(App::new(
+        runner.clone(),
+        shutdown.clone(),
+        options.quitquitquit,
+    ));
 
     let started = shutdown::watch_signals(shutdown.clone())
         .and_then(|()| server::spawn(http, app.clone()))
@@ -54,7 +69,10 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
             return 1;
         }
     };
-    info!("kubernary {} listening on {listening}", env!("CARGO_PKG_VERSION"));
+    info!(
+        "kubernary {} listening on {listening}",
+        env!("CARGO_PKG_VERSION")
+    );
     info!("checks: {}", names.join(", "));
     match &options.statsd {
         Some(statsd) => info!("sending metrics to statsd at {statsd}"),
@@ -77,6 +95,11 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     // Scheduled runs already going are settled by their own timeouts, so
     // their metrics are sent; --kill-after bounds this as well.
     let _ = scheduler.join();
-    info!("stopped after {}", Go(std::time::Duration::from_millis(began.elapsed().as_millis() as u64)));
+    info!(
+        "stopped after {}",
+        Go(std::time::Duration::from_millis(
+            began.elapsed().as_millis() as u64
+        ))
+    );
     0
 }

@@ -39,7 +39,11 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60 * 1_000_000_000,
             "h" => 3_600 * 1_000_000_000,
-            "" => return Err(format!("invalid duration {input:?}: missing unit (use ms, s, m or h)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration {input:?}: missing unit (use ms, s, m or h)"
+                ))
+            }
             other => {
                 return Err(format!(
                     "invalid duration {input:?}: unknown unit {other:?} (use ms, s, m or h)"
@@ -53,7 +57,9 @@ pub fn parse(input: &str) -> Result<Duration, String> {
         let whole: u128 = if whole.is_empty() {
             0
         } else {
-            whole.parse().map_err(|_| format!("invalid duration {input:?}: number too large"))?
+            whole
+                .parse()
+                .map_err(|_| format!("invalid duration {input:?}: number too large"))?
         };
         let mut nanos = whole
             .checked_mul(unit_nanos)
@@ -138,7 +144,17 @@ mod tests {
 
     #[test]
     fn refuses_what_go_refuses() {
-        for bad in ["", "5", "1x", "s", "-1s", "1..5s", "1m30", "ten seconds", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "5",
+            "1x",
+            "s",
+            "-1s",
+            "1..5s",
+            "1m30",
+            "ten seconds",
+            "99999999999999999999h",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }
         assert!(parse("5").unwrap_err().contains("missing unit"));

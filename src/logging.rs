@@ -5,10 +5,16 @@
 //! URL is a secret.
 
 use log::LevelFilter;
-use simplelog::{ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger};
+use simplelog::{
+    ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger,
+};
 
 pub fn init(debug: bool) {
-    let level = if debug { LevelFilter::Debug } else { LevelFilter::Info };
+    let level = if debug {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    };
     let ours = ConfigBuilder::new()
         .add_filter_allow_str("kubernary")
         .set_time_format_rfc3339()

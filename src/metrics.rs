@@ -46,7 +46,9 @@ impl Metrics {
     pub fn record(&self, check: &str, verb: &str, outcome: &Outcome) {
         let result = if outcome.ok() { "succeeded" } else { "failed" };
         let _ = self.statsd.count(&format!("{check}.{verb}.{result}"), 1);
-        let _ = self.statsd.time(&format!("{check}.{verb}.duration"), outcome.duration);
+        let _ = self
+            .statsd
+            .time(&format!("{check}.{verb}.duration"), outcome.duration);
     }
 }
 
@@ -98,7 +100,14 @@ struct Courier {
 
 impl Courier {
     fn new(address: String, dropped: Arc<AtomicU64>) -> Courier {
-        Courier { address, socket: None, target: None, next_resolve: Instant::now(), dropped, warned: false }
+        Courier {
+            address,
+            socket: None,
+            target: None,
+            next_resolve: Instant::now(),
+            dropped,
+            warned: false,
+        }
     }
 
     fn run(mut self, queue: Receiver<String>) {
@@ -139,8 +148,17 @@ impl Courier {
                 if self.target != Some(target) {
                     debug!("statsd: {} is {target}", self.address);
                 }
-                let bind: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-                let fresh = self.socket.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.is_ipv4()) != Some(target.is_ipv4());
+                let bind: SocketAddr = if target.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    ([0u16; 8], 0).into()
+                };
+                let fresh = self
+                    .socket
+                    .as_ref()
+                    .and_then(|s| s.local_addr().ok())
+                    .map(|a| a.is_ipv4())
+                    != Some(target.is_ipv4());
                 if fresh {
                     match UdpSocket::bind(bind).and_then(|s| s.set_nonblocking(true).map(|_| s)) {
                         Ok(socket) => self.socket = Some(socket),
@@ -151,13 +169,19 @@ impl Courier {
                 self.next_resolve = Instant::now() + RESOLVE_EVERY;
             }
             Ok(None) => {
-                let message = format!("{} resolves to no address; metrics are dropped until it does", self.address);
+                let message = format!(
+                    "{} resolves to no address; metrics are dropped until it does",
+                    self.address
+                );
                 self.warn(message);
                 self.next_resolve = Instant::now() + RETRY_AFTER;
             }
             Err(e) => {
                 // Keep the last good address: a DNS blip should not stop metrics.
-                let message = format!("cannot resolve {}: {e}; metrics are dropped until it resolves", self.address);
+                let message = format!(
+                    "cannot resolve {}: {e}; metrics are dropped until it resolves",
+                    self.address
+                );
                 self.warn(message);
                 self.next_resolve = Instant::now() + RETRY_AFTER;
             }
@@ -166,7 +190,10 @@ impl Courier {
 
     fn warn(&mut self, message: String) {
         if !self.warned {
-            warn!("statsd: {message} ({} dropped so far)", self.dropped.load(Ordering::Relaxed));
+            warn!(
+                "statsd: {message} ({} dropped so far)",
+                self.dropped.load(Ordering::Relaxed)
+            );
             self.warned = true;
         }
     }

@@ -41,7 +41,12 @@ impl Outcome {
     }
 
     pub fn failed(failure: Failure) -> Outcome {
-        Outcome { result: Err(failure), notes: Vec::new(), duration: Duration::ZERO, finished: SystemTime::now() }
+        Outcome {
+            result: Err(failure),
+            notes: Vec::new(),
+            duration: Duration::ZERO,
+            finished: SystemTime::now(),
+        }
     }
 }
 
@@ -56,8 +61,21 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(name: String, kind: String, interval: Duration, timeout: Duration, check: Box<dyn Check>) -> Entry {
-        Entry { name, kind, interval, timeout, check, current: Mutex::new(None) }
+    pub fn new(
+        name: String,
+        kind: String,
+        interval: Duration,
+        timeout: Duration,
+        check: Box<dyn Check>,
+    ) -> Entry {
+        Entry {
+            name,
+            kind,
+            interval,
+            timeout,
+            check,
+            current: Mutex::new(None),
+        }
     }
 
     pub fn verb(&self) -> &'static str {
@@ -150,14 +168,26 @@ impl Run {
     fn report(&self, outcome: &Outcome) {
         let entry = &self.entry;
         self.metrics.record(&entry.name, entry.verb(), outcome);
-        let took = Go(round_ms(outcome.duration));
+        let took = Millis(outcome.duration);
         match &outcome.result {
             Ok(()) => info!("check {} passed in {took}", entry.name),
-            Err(f) => warn!("check {} failed ({}) in {took}: {}", entry.name, f.reason, f.message),
+            Err(f) => warn!(
+                "check {} failed ({}) in {took}: {}",
+                entry.name, f.reason, f.message
+            ),
         }
         for (key, value) in &outcome.notes {
             debug!("check {}: {key}={value}", entry.name);
         }
+    }
+}
+
+/// `12.3ms`: run times are mostly under a second, where Go's format is coarse.
+pub struct Millis(pub Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.1}ms", self.0.as_secs_f64() * 1000.0)
     }
 }
 
@@ -191,9 +221,14 @@ impl Started {
     /// new one started.
     pub fn wait(&self) -> Outcome {
         let outcome = self.run().wait();
-        let Started::Joined(run) = self else { return outcome };
+        let Started::Joined(run) = self else {
+            return outcome;
+        };
         let entry = &run.entry;
-        let still_going = entry.current().as_ref().is_some_and(|c| Arc::ptr_eq(c, run));
+        let still_going = entry
+            .current()
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, run));
         match &outcome.result {
             Err(f) if f.reason == Reason::Timeout && still_going => {
                 let mut outcome = outcome.clone();
@@ -217,7 +252,12 @@ impl Runner {
     /// (single flight), so even every check hung at once cannot starve another.
     pub fn new(entries: Vec<Arc<Entry>>, metrics: Arc<Metrics>) -> Runner {
         let pool = Pool::new(entries.len().max(1), "check");
-        Runner { entries, pool, metrics, settled: bounded(1) }
+        Runner {
+            entries,
+            pool,
+            metrics,
+            settled: bounded(1),
+        }
     }
 
     /// Ready after any run settles, for a scheduler waiting on its runs.
@@ -275,7 +315,10 @@ impl Runner {
 
     /// Runs still holding a worker.
     pub fn busy(&self) -> usize {
-        self.entries.iter().filter(|e| e.current().is_some()).count()
+        self.entries
+            .iter()
+            .filter(|e| e.current().is_some())
+            .count()
     }
 }
 
@@ -283,14 +326,18 @@ impl Runner {
 fn execute(run: Arc<Run>) {
     let entry = &run.entry;
     let attempt = Attempt::new(run.started, entry.timeout);
-    let result = catch_unwind(AssertUnwindSafe(|| entry.check.run(&attempt))).unwrap_or_else(|panic| {
-        let text = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(Failure::new(Reason::Internal, format!("check panicked: {text}")))
-    });
+    let result =
+        catch_unwind(AssertUnwindSafe(|| entry.check.run(&attempt))).unwrap_or_else(|panic| {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Failure::new(
+                Reason::Internal,
+                format!("check panicked: {text}"),
+            ))
+        });
     let duration = run.started.elapsed();
     if run.is_settled() {
         warn!(
@@ -303,8 +350,17 @@ fn execute(run: Arc<Run>) {
     }
     // A check that answers a moment late, after a waiter has already given
     // up, still gets the timeout it was reported with.
-    let result = if duration > entry.timeout && result.is_ok() { Err(Failure::timeout(entry.timeout)) } else { result };
-    run.settle(Outcome { result, notes: attempt.take_notes(), duration, finished: SystemTime::now() });
+    let result = if duration > entry.timeout && result.is_ok() {
+        Err(Failure::timeout(entry.timeout))
+    } else {
+        result
+    };
+    run.settle(Outcome {
+        result,
+        notes: attempt.take_notes(),
+        duration,
+        finished: SystemTime::now(),
+    });
     let mut current = entry.current();
     if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &run)) {
         *current = None;

@@ -52,7 +52,11 @@ fn run(runner: &Runner, shutdown: &Shutdown) {
             return;
         }
         let next_deadline = pending.iter().map(|r| r.deadline()).min();
-        let next_tick = if stopping { None } else { due.iter().min().copied() };
+        let next_tick = if stopping {
+            None
+        } else {
+            due.iter().min().copied()
+        };
         let Some(next) = [next_deadline, next_tick].into_iter().flatten().min() else {
             // Nothing configured and nothing pending: wait for the shutdown.
             shutdown.wait();
@@ -60,7 +64,11 @@ fn run(runner: &Runner, shutdown: &Shutdown) {
         };
         // A closed shutdown channel is always ready, so after the shutdown
         // only timers and settlements wake us.
-        let closed = if stopping { never() } else { shutdown.closed().clone() };
+        let closed = if stopping {
+            never()
+        } else {
+            shutdown.closed().clone()
+        };
         select! {
             recv(closed) -> _ => {},
             recv(runner.settled()) -> _ => {},

@@ -36,7 +36,13 @@ pub struct App {
 
 impl App {
     pub fn new(runner: Arc<Runner>, shutdown: Shutdown, quitquitquit: bool) -> App {
-        App { runner, shutdown, inflight: InFlight::default(), quitquitquit, handlers: AtomicUsize::new(0) }
+        App {
+            runner,
+            shutdown,
+            inflight: InFlight::default(),
+            quitquitquit,
+            handlers: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -57,15 +63,18 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<tiny_http::Server, String> {
 }
 
 pub fn spawn(http: tiny_http::Server, app: Arc<App>) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new().name("http".into()).stack_size(HANDLER_STACK).spawn(move || loop {
-        match http.recv() {
-            Ok(request) => dispatch(request, &app),
-            Err(e) => {
-                warn!("http: {e}");
-                thread::sleep(Duration::from_millis(50));
+    thread::Builder::new()
+        .name("http".into())
+        .stack_size(HANDLER_STACK)
+        .spawn(move || loop {
+            match http.recv() {
+                Ok(request) => dispatch(request, &app),
+                Err(e) => {
+                    warn!("http: {e}");
+                    thread::sleep(Duration::from_millis(50));
+                }
             }
-        }
-    })
+        })
 }
 
 enum Route<'a> {
@@ -78,13 +87,25 @@ enum Route<'a> {
 
 fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     let read = matches!(method, Method::Get | Method::Head);
-    let known = |allow: &'static str, ok: bool, route: Route<'a>| if ok { route } else { Route::WrongMethod(allow) };
+    let known = |allow: &'static str, ok: bool, route: Route<'a>| {
+        if ok {
+            route
+        } else {
+            Route::WrongMethod(allow)
+        }
+    };
     match path {
         "/livez" => known("GET, HEAD", read, Route::Livez),
         "/health" | "/health/" => known("GET, HEAD", read, Route::Health(None)),
-        "/quitquitquit" => known("GET, POST", matches!(method, Method::Get | Method::Post), Route::Quit),
+        "/quitquitquit" => known(
+            "GET, POST",
+            matches!(method, Method::Get | Method::Post),
+            Route::Quit,
+        ),
         _ => match path.strip_prefix("/health/") {
-            Some(name) if !name.contains('/') => known("GET, HEAD", read, Route::Health(Some(name))),
+            Some(name) if !name.contains('/') => {
+                known("GET, HEAD", read, Route::Health(Some(name)))
+            }
             _ => Route::NotFound,
         },
     }
@@ -97,9 +118,11 @@ fn dispatch(request: Request, app: &Arc<App>) {
     let path = url.split(['?', '#']).next().unwrap_or("");
     match route(request.method(), path) {
         Route::Livez => respond(request, started, text(200, "ok\n")),
-        Route::Quit if !app.quitquitquit => {
-            respond(request, started, text(403, "/quitquitquit is turned off (--no-quitquitquit)\n"))
-        }
+        Route::Quit if !app.quitquitquit => respond(
+            request,
+            started,
+            text(403, "/quitquitquit is turned off (--no-quitquitquit)\n"),
+        ),
         Route::Quit => {
             respond(request, started, text(200, "shutting down\n"));
             app.shutdown.trigger("/quitquitquit requested");
@@ -114,7 +137,13 @@ fn dispatch(request: Request, app: &Arc<App>) {
                 None => app.runner.entries().to_vec(),
                 Some(name) => match app.runner.entry(name) {
                     Some(entry) => vec![entry.clone()],
-                    None => return respond(request, started, text(404, &format!("no check named {name:?}\n"))),
+                    None => {
+                        return respond(
+                            request,
+                            started,
+                            text(404, &format!("no check named {name:?}\n")),
+                        )
+                    }
                 },
             };
             spawn_health(request, entries, app.clone(), ticket, started);
@@ -122,22 +151,35 @@ fn dispatch(request: Request, app: &Arc<App>) {
     }
 }
 
-fn spawn_health(request: Request, entries: Vec<Arc<Entry>>, app: Arc<App>, ticket: Ticket, started: Instant) {
+fn spawn_health(
+    request: Request,
+    entries: Vec<Arc<Entry>>,
+    app: Arc<App>,
+    ticket: Ticket,
+    started: Instant,
+) {
     if app.handlers.fetch_add(1, Ordering::SeqCst) >= MAX_HEALTH_HANDLERS {
         app.handlers.fetch_sub(1, Ordering::SeqCst);
-        return respond(request, started, text(503, "too many /health requests at once\n"));
+        return respond(
+            request,
+            started,
+            text(503, "too many /health requests at once\n"),
+        );
     }
     // The request comes back if the thread cannot start, to be answered 500.
     let (tx, rx) = crossbeam_channel::bounded::<Request>(1);
     let worker_app = app.clone();
-    let spawned = thread::Builder::new().name("health".into()).stack_size(HANDLER_STACK).spawn(move || {
-        let _ticket = ticket;
-        if let Ok(request) = rx.recv() {
-            let response = health(&worker_app, &entries);
-            respond(request, started, response);
-        }
-        worker_app.handlers.fetch_sub(1, Ordering::SeqCst);
-    });
+    let spawned = thread::Builder::new()
+        .name("health".into())
+        .stack_size(HANDLER_STACK)
+        .spawn(move || {
+            let _ticket = ticket;
+            if let Ok(request) = rx.recv() {
+                let response = health(&worker_app, &entries);
+                respond(request, started, response);
+            }
+            worker_app.handlers.fetch_sub(1, Ordering::SeqCst);
+        });
     match spawned {
         Ok(_) => {
             let _ = tx.send(request);
@@ -145,7 +187,11 @@ fn spawn_health(request: Request, entries: Vec<Arc<Entry>>, app: Arc<App>, ticke
         Err(e) => {
             app.handlers.fetch_sub(1, Ordering::SeqCst);
             warn!("http: cannot start a /health handler: {e}");
-            respond(request, started, text(500, "internal error: cannot start a handler\n"));
+            respond(
+                request,
+                started,
+                text(500, "internal error: cannot start a handler\n"),
+            );
         }
     }
 }
@@ -181,7 +227,10 @@ fn outcome_json(entry: &Entry, outcome: &Outcome) -> Value {
     fields.insert("error".into(), error.into());
     fields.insert("reason".into(), reason.into());
     fields.insert("kind".into(), entry.kind.clone().into());
-    fields.insert("duration_ms".into(), (outcome.duration.as_secs_f64() * 1000.0).round().into());
+    fields.insert(
+        "duration_ms".into(),
+        ((outcome.duration.as_secs_f64() * 10_000.0).round() / 10.0).into(),
+    );
     for (key, value) in &outcome.notes {
         fields.insert((*key).into(), value.clone().into());
     }
@@ -212,13 +261,22 @@ fn respond(request: Request, started: Instant, response: Response<Cursor<Vec<u8>
     let status = response.status_code().0;
     let method = request.method().clone();
     let url = request.url().to_string();
-    let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+    let peer = request
+        .remote_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "-".into());
     // Say as little about ourselves as HTTP allows.
     let response = response.with_header(header("Server", "kubernary"));
     let sent = request.respond(response);
     let took = started.elapsed();
     match sent {
-        Ok(()) => info!("{method} {url} from {peer}: {status} in {:.1}ms", took.as_secs_f64() * 1000.0),
-        Err(e) => info!("{method} {url} from {peer}: {status} not delivered ({e}) after {:.1}ms", took.as_secs_f64() * 1000.0),
+        Ok(()) => info!(
+            "{method} {url} from {peer}: {status} in {:.1}ms",
+            took.as_secs_f64() * 1000.0
+        ),
+        Err(e) => info!(
+            "{method} {url} from {peer}: {status} not delivered ({e}) after {:.1}ms",
+            took.as_secs_f64() * 1000.0
+        ),
     }
 }

@@ -13,7 +13,10 @@ pub struct Settings<'a> {
 
 impl<'a> Settings<'a> {
     pub fn new(check_name: &str, env: &'a HashMap<String, String>) -> Settings<'a> {
-        let prefix = format!("KUBERNARY_{}_", check_name.to_ascii_uppercase().replace('-', "_"));
+        let prefix = format!(
+            "KUBERNARY_{}_",
+            check_name.to_ascii_uppercase().replace('-', "_")
+        );
         Settings { prefix, env }
     }
 
@@ -81,14 +84,23 @@ mod tests {
     fn names_variables_after_the_check() {
         let env = HashMap::from([
             ("KUBERNARY_MY_BUCKET_BUCKET".to_string(), "b".to_string()),
-            ("KUBERNARY_MY_BUCKET_TIMEOUT".to_string(), "soon".to_string()),
+            (
+                "KUBERNARY_MY_BUCKET_TIMEOUT".to_string(),
+                "soon".to_string(),
+            ),
         ]);
         let s = Settings::new("my-bucket", &env);
         assert_eq!(s.get("BUCKET"), Some("b"));
         assert_eq!(s.or("KEY", "check"), "check");
         let err = s.duration("TIMEOUT", Duration::from_secs(2)).unwrap_err();
-        assert!(err.starts_with("KUBERNARY_MY_BUCKET_TIMEOUT: invalid duration"), "{err}");
+        assert!(
+            err.starts_with("KUBERNARY_MY_BUCKET_TIMEOUT: invalid duration"),
+            "{err}"
+        );
         let err = s.require("REGION", "the bucket's region").unwrap_err();
-        assert_eq!(err, "KUBERNARY_MY_BUCKET_REGION is not set: it names the bucket's region");
+        assert_eq!(
+            err,
+            "KUBERNARY_MY_BUCKET_REGION is not set: it names the bucket's region"
+        );
     }
 }
