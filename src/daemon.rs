@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use log::{info, warn};
+use log::{debug, info, warn};
 
 use crate::cli::Options;
 use crate::duration::Go;
@@ -74,6 +74,7 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
         env!("CARGO_PKG_VERSION")
     );
     info!("checks: {}", names.join(", "));
+    debug!("options: {options:?}");
     match &options.statsd {
         Some(statsd) => info!("sending metrics to statsd at {statsd}"),
         None => info!("not sending metrics (--no-stats)"),

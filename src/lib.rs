@@ -27,3 +27,20 @@ pub mod scheduler;
 pub mod server;
 pub mod shutdown;
 pub mod tls;
+
+#[cfg(test)]
+mod tests_support {
+    use std::time::{Duration, Instant};
+
+    /// Polls `cond` for up to 5 s.
+    pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        cond()
+    }
+}

@@ -366,3 +366,134 @@ fn execute(run: Arc<Run>) {
         *current = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A real backend cannot hang on command or panic, so these use checks
+    //! that do exactly that.
+    use super::*;
+    use crossbeam_channel::Receiver;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Blocks each run until the test releases it, counting runs started.
+    struct Gate {
+        started: Arc<AtomicUsize>,
+        release: Receiver<()>,
+    }
+
+    impl Check for Gate {
+        fn verb(&self) -> &'static str {
+            "gate"
+        }
+        fn run(&self, _: &Attempt) -> Result<(), Failure> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let _ = self.release.recv();
+            Ok(())
+        }
+    }
+
+    struct Panics;
+
+    impl Check for Panics {
+        fn verb(&self) -> &'static str {
+            "panic"
+        }
+        fn run(&self, _: &Attempt) -> Result<(), Failure> {
+            panic!("boom")
+        }
+    }
+
+    fn runner(check: Box<dyn Check>, timeout: Duration) -> (Runner, Arc<Entry>) {
+        let entry = Arc::new(Entry::new(
+            "t".into(),
+            "test".into(),
+            Duration::from_secs(60),
+            timeout,
+            check,
+        ));
+        (
+            Runner::new(
+                vec![entry.clone()],
+                Arc::new(Metrics::new(None, "kubernary")),
+            ),
+            entry,
+        )
+    }
+
+    #[test]
+    fn a_hung_check_times_out_and_is_never_started_twice() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = bounded(10);
+        let (runner, entry) = runner(
+            Box::new(Gate {
+                started: started.clone(),
+                release: gate,
+            }),
+            Duration::from_millis(100),
+        );
+
+        let first = runner.start(&entry);
+        assert!(matches!(first, Started::New(_)));
+        let outcome = first.wait();
+        assert_eq!(outcome.result.unwrap_err().reason, Reason::Timeout);
+
+        // Still hung: a tick is skipped and a probe joins, reporting why.
+        assert!(runner.start_if_idle(&entry).is_none());
+        let joined = runner.start(&entry);
+        assert!(matches!(joined, Started::Joined(_)));
+        let message = joined.wait().result.unwrap_err().message;
+        assert!(
+            message.contains("is still going, so no new one was started"),
+            "{message}"
+        );
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        assert_eq!(runner.busy(), 1);
+
+        // Once it returns, the next run starts afresh.
+        release.send(()).unwrap();
+        assert!(crate::tests_support::eventually(|| runner.busy() == 0));
+        release.send(()).unwrap();
+        assert!(runner.start(&entry).wait().ok());
+        assert_eq!(started.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn waiters_share_one_outcome() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = bounded(10);
+        let (runner, entry) = runner(
+            Box::new(Gate {
+                started: started.clone(),
+                release: gate,
+            }),
+            Duration::from_secs(10),
+        );
+        let runner = Arc::new(runner);
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let (runner, entry) = (runner.clone(), entry.clone());
+                std::thread::spawn(move || runner.start(&entry).wait().ok())
+            })
+            .collect();
+        assert!(crate::tests_support::eventually(|| started
+            .load(Ordering::SeqCst)
+            == 1));
+        std::thread::sleep(Duration::from_millis(50));
+        release.send(()).unwrap();
+        for w in waiters {
+            assert!(w.join().unwrap());
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_panicking_check_fails_as_internal_and_the_worker_lives_on() {
+        let (runner, entry) = runner(Box::new(Panics), Duration::from_secs(5));
+        for _ in 0..3 {
+            let failure = runner.start(&entry).wait().result.unwrap_err();
+            assert_eq!(failure.reason, Reason::Internal);
+            assert_eq!(failure.message, "check panicked: boom");
+            assert!(crate::tests_support::eventually(|| runner.busy() == 0));
+        }
+    }
+}
