@@ -37,6 +37,22 @@ pub struct Args {
     #[argh(switch)]
     pub no_quitquitquit: bool,
 
+    /// statsd metric name prefix (default "kubernary") [env KUBERNARY_PREFIX]
+    #[argh(option)]
+    pub prefix: Option<String>,
+
+    /// a DogStatsD tag for every metric, key=value; repeatable [env KUBERNARY_TAGS, comma-separated]
+    #[argh(option)]
+    pub tag: Vec<String>,
+
+    /// spread each check's first run over this long, so a DaemonSet does not hit a backend from every node at once (default 0s) [env KUBERNARY_START_JITTER]
+    #[argh(option)]
+    pub start_jitter: Option<String>,
+
+    /// answer /health from the latest scheduled results instead of running checks, as ?cached=true does [env KUBERNARY_CACHED_HEALTH]
+    #[argh(switch)]
+    pub cached_health: bool,
+
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -56,6 +72,10 @@ pub struct Options {
     pub close_after: Duration,
     pub kill_after: Duration,
     pub quitquitquit: bool,
+    pub prefix: String,
+    pub tags: Vec<(String, String)>,
+    pub start_jitter: Duration,
+    pub cached_health: bool,
 }
 
 /// Why the command line ended the program: help text (status 0) or an error
@@ -67,13 +87,7 @@ pub enum Exit {
     Error(String),
 }
 
-const SWITCHES: &[&str] = &[
-    "--no-stats",
-    "--debug",
-    "-d",
-    "--no-quitquitquit",
-    "--version",
-];
+const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--version"];
 
 /// Parses `argv` (without the program name) against `env`.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
@@ -112,9 +126,7 @@ fn split_equals(argv: &[String]) -> Result<Vec<String>, Exit> {
                         Some(true) => out.push(flag.to_string()),
                         Some(false) => {}
                         None => {
-                            return Err(Exit::Error(format!(
-                                "{flag}: expected true or false, got {value:?}"
-                            )))
+                            return Err(Exit::Error(format!("{flag}: expected true or false, got {value:?}")))
                         }
                     }
                 } else {
@@ -136,43 +148,28 @@ fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, 
         }
         match env(name) {
             None => Ok(false),
-            Some(v) => {
-                parse_bool(&v).ok_or_else(|| format!("{name}: expected true or false, got {v:?}"))
-            }
+            Some(v) => parse_bool(&v).ok_or_else(|| format!("{name}: expected true or false, got {v:?}")),
         }
     };
     // A value from the command line is named by its flag in errors, one from
     // the environment by its variable, so the user knows what to fix.
-    let option =
-        |given: Option<String>, flag: &str, var: &str, default: &str| -> (String, String) {
-            match (given, env(var)) {
-                (Some(v), _) => (v, flag.to_string()),
-                (None, Some(v)) => (v, var.to_string()),
-                (None, None) => (default.to_string(), flag.to_string()),
-            }
-        };
+    let option = |given: Option<String>, flag: &str, var: &str, default: &str| -> (String, String) {
+        match (given, env(var)) {
+            (Some(v), _) => (v, flag.to_string()),
+            (None, Some(v)) => (v, var.to_string()),
+            (None, None) => (default.to_string(), flag.to_string()),
+        }
+    };
     let duration = |(text, source): (String, String)| {
-        duration::parse(&text)
-            .map_err(|e| format!("{source}: {e} (write it like 500ms, 30s, 1m30s or 1h)"))
+        duration::parse(&text).map_err(|e| format!("{source}: {e} (write it like 500ms, 30s, 1m30s or 1h)"))
     };
 
     let no_stats = switch(args.no_stats, "KUBERNARY_NO_STATS")?;
     let debug = switch(args.debug, "KUBERNARY_DEBUG")?;
     let no_quit = switch(args.no_quitquitquit, "KUBERNARY_NO_QUITQUITQUIT")?;
-    let close_after = duration(option(
-        args.close_after,
-        "--close-after",
-        "KUBERNARY_CLOSE_AFTER",
-        "1m",
-    ))?;
-    let kill_after = duration(option(
-        args.kill_after,
-        "--kill-after",
-        "KUBERNARY_KILL_AFTER",
-        "2m",
-    ))?;
-    let (listen_text, listen_source) =
-        option(args.listen, "--listen", "KUBERNARY_LISTEN", ":10002");
+    let close_after = duration(option(args.close_after, "--close-after", "KUBERNARY_CLOSE_AFTER", "1m"))?;
+    let kill_after = duration(option(args.kill_after, "--kill-after", "KUBERNARY_KILL_AFTER", "2m"))?;
+    let (listen_text, listen_source) = option(args.listen, "--listen", "KUBERNARY_LISTEN", ":10002");
     let listen = listen_addresses(&listen_text).map_err(|e| format!("{listen_source}: {e}"))?;
 
     let statsd = match (args.statsd, env("KUBERNARY_STATSD")) {
@@ -190,6 +187,31 @@ fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, 
             Some(address)
         }
     };
+    let cached_health = switch(args.cached_health, "KUBERNARY_CACHED_HEALTH")?;
+    let start_jitter = duration(option(args.start_jitter, "--start-jitter", "KUBERNARY_START_JITTER", "0s"))?;
+    let (prefix, prefix_source) = option(args.prefix, "--prefix", "KUBERNARY_PREFIX", "kubernary");
+    if prefix.is_empty() || prefix.contains([':', '|', '@', '#', ' ']) {
+        return Err(format!(
+            "{prefix_source}: {prefix:?} cannot name statsd metrics (no ':', '|', '@', '#' or spaces)"
+        ));
+    }
+    let (tag_texts, tag_source) = if args.tag.is_empty() {
+        let from_env: Vec<String> = env("KUBERNARY_TAGS")
+            .map(|v| v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
+            .unwrap_or_default();
+        (from_env, "KUBERNARY_TAGS")
+    } else {
+        (args.tag, "--tag")
+    };
+    let tags = tag_texts
+        .iter()
+        .map(|t| match t.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !t.contains([',', '|', '#']) => {
+                Ok((k.to_string(), v.to_string()))
+            }
+            _ => Err(format!("{tag_source}: {t:?} is not key=value")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Options {
         statsd,
         listen,
@@ -198,6 +220,10 @@ fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, 
         close_after,
         kill_after,
         quitquitquit: !no_quit,
+        prefix,
+        tags,
+        start_jitter,
+        cached_health,
     })
 }
 
@@ -206,31 +232,22 @@ fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, 
 fn check_host_port(address: &str) -> Result<(), String> {
     match address.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(format!(
-            "{address:?} is not host:port (for example statsd:8125 or 127.0.0.1:8125)"
-        )),
+        _ => Err(format!("{address:?} is not host:port (for example statsd:8125 or 127.0.0.1:8125)")),
     }
 }
 
 /// Go's listen syntax: `:10002` is every interface (IPv6 and IPv4 where the
 /// kernel has IPv6, else IPv4), `host:port` one address.
 pub fn listen_addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
-    let bad = || {
-        format!("{text:?} is not an address to listen on (for example :10002 or 127.0.0.1:10002)")
-    };
+    let bad = || format!("{text:?} is not an address to listen on (for example :10002 or 127.0.0.1:10002)");
     let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     if host.is_empty() {
-        return Ok(vec![
-            SocketAddr::from(([0u16; 8], port)),
-            SocketAddr::from(([0, 0, 0, 0], port)),
-        ]);
+        return Ok(vec![SocketAddr::from(([0u16; 8], port)), SocketAddr::from(([0, 0, 0, 0], port))]);
     }
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("{text:?}: {e}"))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        (host, port).to_socket_addrs().map_err(|e| format!("{text:?}: {e}"))?.collect();
     if addrs.is_empty() {
         return Err(bad());
     }
@@ -243,10 +260,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse_with(argv: &[&str], env: &[(&str, &str)]) -> Result<Options, Exit> {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         parse(&argv, &|name| env.get(name).cloned())
     }
@@ -271,16 +285,8 @@ mod tests {
 
     #[test]
     fn flags_with_equals_and_short_debug() {
-        let o = parse_with(
-            &[
-                "--listen=127.0.0.1:9000",
-                "--close-after=1m30s",
-                "-d",
-                "--no-stats",
-            ],
-            &[],
-        )
-        .unwrap();
+        let o =
+            parse_with(&["--listen=127.0.0.1:9000", "--close-after=1m30s", "-d", "--no-stats"], &[]).unwrap();
         assert_eq!(o.listen, vec!["127.0.0.1:9000".parse().unwrap()]);
         assert_eq!(o.close_after, Duration::from_secs(90));
         assert!(o.debug);
@@ -301,23 +307,44 @@ mod tests {
         assert_eq!(o.statsd.as_deref(), Some("env:8125"));
         assert_eq!(o.listen_text, "127.0.0.1:9001");
         assert!(o.debug && !o.quitquitquit);
-        assert_eq!(
-            (o.close_after, o.kill_after),
-            (Duration::from_secs(5), Duration::from_secs(10))
-        );
+        assert_eq!((o.close_after, o.kill_after), (Duration::from_secs(5), Duration::from_secs(10)));
         let o = parse_with(&["--kill-after", "3s", "cli:8125"], &env).unwrap();
         assert_eq!(o.kill_after, Duration::from_secs(3));
         assert_eq!(o.statsd.as_deref(), Some("cli:8125"));
-        assert!(parse_with(&[], &[("KUBERNARY_NO_STATS", "true")])
-            .unwrap()
-            .statsd
-            .is_none());
+        assert!(parse_with(&[], &[("KUBERNARY_NO_STATS", "true")]).unwrap().statsd.is_none());
+    }
+
+    #[test]
+    fn prefix_tags_jitter_and_cached_health() {
+        let o = parse_with(
+            &[
+                "--prefix=canary",
+                "--tag",
+                "env=prod",
+                "--tag=team=sre",
+                "--start-jitter=10s",
+                "--cached-health",
+                "s:1",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(o.prefix, "canary");
+        assert_eq!(o.tags, vec![("env".into(), "prod".into()), ("team".into(), "sre".into())]);
+        assert_eq!(o.start_jitter, Duration::from_secs(10));
+        assert!(o.cached_health);
+        let o = parse_with(&["s:1"], &[("KUBERNARY_TAGS", "a=1, b=2"), ("KUBERNARY_PREFIX", "p")]).unwrap();
+        assert_eq!(o.tags, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert_eq!((o.prefix.as_str(), o.start_jitter, o.cached_health), ("p", Duration::ZERO, false));
+        assert!(error(&["--tag", "novalue", "s:1"], &[]).starts_with("--tag: \"novalue\" is not key=value"));
+        assert!(error(&["--prefix", "a:b", "s:1"], &[]).starts_with("--prefix:"));
     }
 
     #[test]
     fn bad_input_names_what_to_fix() {
-        assert!(error(&["--close-after", "5x", "s:1"], &[])
-            .starts_with("--close-after: invalid duration \"5x\""));
+        assert!(
+            error(&["--close-after", "5x", "s:1"], &[]).starts_with("--close-after: invalid duration \"5x\"")
+        );
         assert!(error(&["s:1"], &[("KUBERNARY_KILL_AFTER", "ten")])
             .starts_with("KUBERNARY_KILL_AFTER: invalid duration"));
         assert!(error(&["--listen", "nonsense", "s:1"], &[])
@@ -331,9 +358,7 @@ mod tests {
 
     #[test]
     fn help_reads_like_the_seed() {
-        let Err(Exit::Help(text)) = parse_with(&["--help"], &[]) else {
-            panic!("no help")
-        };
+        let Err(Exit::Help(text)) = parse_with(&["--help"], &[]) else { panic!("no help") };
         for needle in [
             "--no-stats",
             "--listen",

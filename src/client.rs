@@ -58,11 +58,7 @@ pub fn send_form(
     attempt: &Attempt,
 ) -> Result<Reply, Failure> {
     let left = attempt.remaining()?;
-    let response = request
-        .config()
-        .timeout_global(Some(left))
-        .build()
-        .send_form(form.iter().copied());
+    let response = request.config().timeout_global(Some(left)).build().send_form(form.iter().copied());
     finish(response, what, attempt)
 }
 
@@ -95,10 +91,9 @@ pub fn classify(what: &str, err: ureq::Error, attempt: &Attempt) -> Failure {
         E::Tls(text) => Failure::new(Reason::Tls, format!("{what}: TLS: {text}")),
         E::Rustls(e) => Failure::new(Reason::Tls, format!("{what}: TLS: {e}")),
         E::Pem(e) => Failure::new(Reason::Tls, format!("{what}: TLS: {e}")),
-        E::BodyExceedsLimit(limit) => Failure::new(
-            Reason::Internal,
-            format!("{what}: answer larger than {limit} bytes"),
-        ),
+        E::BodyExceedsLimit(limit) => {
+            Failure::new(Reason::Internal, format!("{what}: answer larger than {limit} bytes"))
+        }
         E::BadUri(uri) => Failure::new(Reason::Internal, format!("{what}: bad URL {uri}")),
         E::Protocol(e) => Failure::new(Reason::Connect, format!("{what}: bad HTTP answer: {e}")),
         other if attempt.expired() => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::checks::{self, Settings};
-use crate::runs::Entry;
+use crate::runs::{Entry, Spec};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -26,15 +26,8 @@ pub fn checks(env: &HashMap<String, String>) -> Result<Vec<Arc<Entry>>, String> 
     };
     let mut entries: Vec<Arc<Entry>> = Vec::new();
     for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (name, kind) = item
-            .split_once('=')
-            .map(|(n, k)| (n.trim(), k.trim()))
-            .unwrap_or((item, item));
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        let (name, kind) = item.split_once('=').map(|(n, k)| (n.trim(), k.trim())).unwrap_or((item, item));
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(format!(
                 "KUBERNARY_CHECKS: check name {name:?} may hold only letters, digits, '-' and '_' (it names metrics and JSON keys)"
             ));
@@ -51,14 +44,23 @@ pub fn checks(env: &HashMap<String, String>) -> Result<Vec<Arc<Entry>>, String> 
         if timeout.is_zero() {
             return Err(format!("{}: must be more than 0", settings.var("TIMEOUT")));
         }
-        let check = checks::build(kind, &settings).map_err(|e| format!("check {name:?}: {e}"))?;
-        entries.push(Arc::new(Entry::new(
-            name.to_string(),
-            kind.to_string(),
+        let count = |key: &str| -> Result<u32, String> {
+            let n = settings.number(key, 1)?;
+            u32::try_from(n)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| format!("{}: must be a whole number from 1 up, got {n}", settings.var(key)))
+        };
+        let spec = Spec {
+            name: name.to_string(),
+            kind: kind.to_string(),
             interval,
             timeout,
-            check,
-        )));
+            fail_after: count("FAIL_AFTER")?,
+            pass_after: count("PASS_AFTER")?,
+        };
+        let check = checks::build(kind, &settings).map_err(|e| format!("check {name:?}: {e}"))?;
+        entries.push(Arc::new(Entry::new(spec, check)));
     }
     if entries.is_empty() {
         return Err("KUBERNARY_CHECKS lists no check".into());
@@ -71,10 +73,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -82,14 +81,8 @@ mod tests {
         crate::tls::install_crypto_provider();
         let entries = checks(&env(&[("KUBERNARY_S3_BUCKET", "b")])).unwrap();
         assert_eq!(entries.len(), 1);
-        assert_eq!(
-            (entries[0].name.as_str(), entries[0].kind.as_str()),
-            ("s3", "s3")
-        );
-        assert_eq!(
-            (entries[0].interval, entries[0].timeout),
-            (DEFAULT_INTERVAL, DEFAULT_TIMEOUT)
-        );
+        assert_eq!((entries[0].name.as_str(), entries[0].kind.as_str()), ("s3", "s3"));
+        assert_eq!((entries[0].interval, entries[0].timeout), (DEFAULT_INTERVAL, DEFAULT_TIMEOUT));
     }
 
     #[test]
@@ -118,14 +111,9 @@ mod tests {
             "check \"s3\": KUBERNARY_S3_BUCKET is not set: it names the bucket to read from"
         );
         assert!(err(&[("KUBERNARY_CHECKS", "x=nope")]).contains("unknown check kind \"nope\""));
-        assert!(
-            err(&[("KUBERNARY_CHECKS", "s3,s3"), ("KUBERNARY_S3_BUCKET", "b")])
-                .contains("listed twice")
-        );
+        assert!(err(&[("KUBERNARY_CHECKS", "s3,s3"), ("KUBERNARY_S3_BUCKET", "b")]).contains("listed twice"));
         assert!(err(&[("KUBERNARY_CHECKS", "a b=s3")]).contains("may hold only"));
-        assert!(
-            err(&[("KUBERNARY_S3_BUCKET", "b"), ("KUBERNARY_S3_TIMEOUT", "2")])
-                .starts_with("KUBERNARY_S3_TIMEOUT: invalid duration")
-        );
+        assert!(err(&[("KUBERNARY_S3_BUCKET", "b"), ("KUBERNARY_S3_TIMEOUT", "2")])
+            .starts_with("KUBERNARY_S3_TIMEOUT: invalid duration"));
     }
 }

@@ -38,30 +38,21 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
         }
     };
     let listening = http.server_addr().to_string();
-    let metrics = Arc::new(Metrics::new(options.statsd.as_deref(), "kubernary"));
+    let metrics = Arc::new(Metrics::new(options.statsd.as_deref(), &options.prefix, &options.tags));
+    for entry in &entries {
+        metrics.prometheus.declare(&entry.name, &entry.kind);
+    }
     let names: Vec<String> = entries
         .iter()
-        .map(|e| {
-            format!(
-                "{} ({}, every {}, timeout {})",
-                e.name,
-                e.kind,
-                Go(e.interval),
-                Go(e.timeout)
-            )
-        })
+        .map(|e| format!("{} ({}, every {}, timeout {})", e.name, e.kind, Go(e.interval), Go(e.timeout)))
         .collect();
     let runner = Arc::new(Runner::new(entries, metrics));
     let shutdown = Shutdown::new();
-    let app = Arc::new(App::new(
-        runner.clone(),
-        shutdown.clone(),
-        options.quitquitquit,
-    ));
+    let app = Arc::new(App::new(runner.clone(), shutdown.clone(), &options));
 
     let started = shutdown::watch_signals(shutdown.clone())
         .and_then(|()| server::spawn(http, app.clone()))
-        .and_then(|_| scheduler::spawn(runner.clone(), shutdown.clone()));
+        .and_then(|_| scheduler::spawn(runner.clone(), shutdown.clone(), options.start_jitter));
     let scheduler = match started {
         Ok(handle) => handle,
         Err(e) => {
@@ -69,10 +60,7 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
             return 1;
         }
     };
-    info!(
-        "kubernary {} listening on {listening}",
-        env!("CARGO_PKG_VERSION")
-    );
+    info!("kubernary {} listening on {listening}", env!("CARGO_PKG_VERSION"));
     info!("checks: {}", names.join(", "));
     debug!("options: {options:?}");
     match &options.statsd {
@@ -96,11 +84,6 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     // Scheduled runs already going are settled by their own timeouts, so
     // their metrics are sent; --kill-after bounds this as well.
     let _ = scheduler.join();
-    info!(
-        "stopped after {}",
-        Go(std::time::Duration::from_millis(
-            began.elapsed().as_millis() as u64
-        ))
-    );
+    info!("stopped after {}", Go(std::time::Duration::from_millis(began.elapsed().as_millis() as u64)));
     0
 }

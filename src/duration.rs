@@ -21,16 +21,12 @@ pub fn parse(input: &str) -> Result<Duration, String> {
     let mut rest = s.strip_prefix('+').unwrap_or(s);
     let mut total_nanos: u128 = 0;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let (number, after) = rest.split_at(number_len);
         if number.is_empty() || number == "." {
             return Err(format!("invalid duration {input:?}: expected a number"));
         }
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
         let unit_nanos: u128 = match unit {
             "ns" => 1,
@@ -39,15 +35,9 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60 * 1_000_000_000,
             "h" => 3_600 * 1_000_000_000,
-            "" => {
-                return Err(format!(
-                    "invalid duration {input:?}: missing unit (use ms, s, m or h)"
-                ))
-            }
+            "" => return Err(format!("invalid duration {input:?}: missing unit (use ms, s, m or h)")),
             other => {
-                return Err(format!(
-                    "invalid duration {input:?}: unknown unit {other:?} (use ms, s, m or h)"
-                ))
+                return Err(format!("invalid duration {input:?}: unknown unit {other:?} (use ms, s, m or h)"))
             }
         };
         let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
@@ -57,22 +47,18 @@ pub fn parse(input: &str) -> Result<Duration, String> {
         let whole: u128 = if whole.is_empty() {
             0
         } else {
-            whole
-                .parse()
-                .map_err(|_| format!("invalid duration {input:?}: number too large"))?
+            whole.parse().map_err(|_| format!("invalid duration {input:?}: number too large"))?
         };
-        let mut nanos = whole
-            .checked_mul(unit_nanos)
-            .ok_or_else(|| format!("invalid duration {input:?}: too large"))?;
+        let mut nanos =
+            whole.checked_mul(unit_nanos).ok_or_else(|| format!("invalid duration {input:?}: too large"))?;
         // Fractions are scaled digit by digit so that `1.5h` is exact.
         let mut scale = unit_nanos;
         for digit in fraction.chars() {
             scale /= 10;
             nanos += u128::from(digit.to_digit(10).unwrap_or(0)) * scale;
         }
-        total_nanos = total_nanos
-            .checked_add(nanos)
-            .ok_or_else(|| format!("invalid duration {input:?}: too large"))?;
+        total_nanos =
+            total_nanos.checked_add(nanos).ok_or_else(|| format!("invalid duration {input:?}: too large"))?;
         rest = after;
     }
     let secs = u64::try_from(total_nanos / 1_000_000_000)
@@ -144,17 +130,7 @@ mod tests {
 
     #[test]
     fn refuses_what_go_refuses() {
-        for bad in [
-            "",
-            "5",
-            "1x",
-            "s",
-            "-1s",
-            "1..5s",
-            "1m30",
-            "ten seconds",
-            "99999999999999999999h",
-        ] {
+        for bad in ["", "5", "1x", "s", "-1s", "1..5s", "1m30", "ten seconds", "99999999999999999999h"] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }
         assert!(parse("5").unwrap_err().contains("missing unit"));

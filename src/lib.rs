@@ -22,11 +22,13 @@ pub mod duration;
 pub mod logging;
 pub mod metrics;
 pub mod pool;
+pub mod prometheus;
 pub mod runs;
 pub mod scheduler;
 pub mod server;
 pub mod shutdown;
 pub mod tls;
+pub mod verdict;
 
 #[cfg(test)]
 mod tests_support {

@@ -10,11 +10,7 @@ use simplelog::{
 };
 
 pub fn init(debug: bool) {
-    let level = if debug {
-        LevelFilter::Debug
-    } else {
-        LevelFilter::Info
-    };
+    let level = if debug { LevelFilter::Debug } else { LevelFilter::Info };
     let ours = ConfigBuilder::new()
         .add_filter_allow_str("kubernary")
         .set_time_format_rfc3339()

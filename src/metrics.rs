@@ -17,7 +17,8 @@ use cadence::{Counted, MetricSink, NopMetricSink, StatsdClient, Timed};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use log::{debug, info, warn};
 
-use crate::runs::Outcome;
+use crate::prometheus::{Observation, Registry};
+use crate::runs::{Entry, Outcome};
 
 /// Re-resolve a working address this often, to follow a moved statsd.
 const RESOLVE_EVERY: Duration = Duration::from_secs(60);
@@ -28,27 +29,53 @@ const QUEUE: usize = 1024;
 
 pub struct Metrics {
     statsd: StatsdClient,
+    /// With tags on, failure counters also carry the reason as a tag.
+    tagged: bool,
+    pub prometheus: Registry,
 }
 
 impl Metrics {
-    /// Metrics to `statsd` (`host:port`), or to nowhere.
-    pub fn new(statsd: Option<&str>, prefix: &str) -> Metrics {
-        let statsd = match statsd {
-            Some(address) => StatsdClient::builder(prefix, ChannelSink::start(address.to_string()))
-                .with_error_handler(|e| debug!("statsd: {e}"))
-                .build(),
-            None => StatsdClient::builder(prefix, NopMetricSink).build(),
+    /// Metrics to `statsd` (`host:port`), or to nowhere, named
+    /// `<prefix>.<check>.<verb>.<metric>`, with `tags` (DogStatsD) on each.
+    pub fn new(statsd: Option<&str>, prefix: &str, tags: &[(String, String)]) -> Metrics {
+        let mut builder = match statsd {
+            Some(address) => StatsdClient::builder(prefix, ChannelSink::start(address.to_string())),
+            None => StatsdClient::builder(prefix, NopMetricSink),
         };
-        Metrics { statsd }
+        for (key, value) in tags {
+            builder = builder.with_tag(key, value);
+        }
+        let statsd = builder.with_error_handler(|e| debug!("statsd: {e}")).build();
+        Metrics { statsd, tagged: !tags.is_empty(), prometheus: Registry::default() }
     }
 
-    /// `<prefix>.<check>.<verb>.succeeded|failed` and `.duration` (ms).
-    pub fn record(&self, check: &str, verb: &str, outcome: &Outcome) {
-        let result = if outcome.ok() { "succeeded" } else { "failed" };
-        let _ = self.statsd.count(&format!("{check}.{verb}.{result}"), 1);
-        let _ = self
-            .statsd
-            .time(&format!("{check}.{verb}.duration"), outcome.duration);
+    /// Counts one settled run: `<check>.<verb>.succeeded|failed` and
+    /// `.duration` (ms) to statsd, and the Prometheus series.
+    pub fn record(&self, entry: &Entry, outcome: &Outcome) {
+        let (check, verb) = (&entry.name, entry.verb());
+        let reason = outcome.result.as_ref().err().map(|f| f.reason.as_str());
+        match reason {
+            None => {
+                let _ = self.statsd.count(&format!("{check}.{verb}.succeeded"), 1);
+            }
+            Some(reason) => {
+                let key = format!("{check}.{verb}.failed");
+                let counter = self.statsd.count_with_tags(&key, 1);
+                let counter = if self.tagged { counter.with_tag("reason", reason) } else { counter };
+                let _ = counter.try_send();
+            }
+        }
+        let _ = self.statsd.time(&format!("{check}.{verb}.duration"), outcome.duration);
+        let verdict = outcome.verdict.as_ref();
+        self.prometheus.observe(&Observation {
+            check,
+            kind: &entry.kind,
+            reported_ok: outcome.reported_ok(),
+            failure_reason: reason,
+            duration: outcome.duration,
+            last_success: verdict.and_then(|v| v.last_success),
+            consecutive_failures: verdict.map_or(0, |v| v.consecutive_failures),
+        });
     }
 }
 
@@ -100,14 +127,7 @@ struct Courier {
 
 impl Courier {
     fn new(address: String, dropped: Arc<AtomicU64>) -> Courier {
-        Courier {
-            address,
-            socket: None,
-            target: None,
-            next_resolve: Instant::now(),
-            dropped,
-            warned: false,
-        }
+        Courier { address, socket: None, target: None, next_resolve: Instant::now(), dropped, warned: false }
     }
 
     fn run(mut self, queue: Receiver<String>) {
@@ -148,16 +168,9 @@ impl Courier {
                 if self.target != Some(target) {
                     debug!("statsd: {} is {target}", self.address);
                 }
-                let bind: SocketAddr = if target.is_ipv4() {
-                    ([0, 0, 0, 0], 0).into()
-                } else {
-                    ([0u16; 8], 0).into()
-                };
-                let fresh = self
-                    .socket
-                    .as_ref()
-                    .and_then(|s| s.local_addr().ok())
-                    .map(|a| a.is_ipv4())
+                let bind: SocketAddr =
+                    if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+                let fresh = self.socket.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.is_ipv4())
                     != Some(target.is_ipv4());
                 if fresh {
                     match UdpSocket::bind(bind).and_then(|s| s.set_nonblocking(true).map(|_| s)) {
@@ -169,19 +182,15 @@ impl Courier {
                 self.next_resolve = Instant::now() + RESOLVE_EVERY;
             }
             Ok(None) => {
-                let message = format!(
-                    "{} resolves to no address; metrics are dropped until it does",
-                    self.address
-                );
+                let message =
+                    format!("{} resolves to no address; metrics are dropped until it does", self.address);
                 self.warn(message);
                 self.next_resolve = Instant::now() + RETRY_AFTER;
             }
             Err(e) => {
                 // Keep the last good address: a DNS blip should not stop metrics.
-                let message = format!(
-                    "cannot resolve {}: {e}; metrics are dropped until it resolves",
-                    self.address
-                );
+                let message =
+                    format!("cannot resolve {}: {e}; metrics are dropped until it resolves", self.address);
                 self.warn(message);
                 self.next_resolve = Instant::now() + RETRY_AFTER;
             }
@@ -190,10 +199,7 @@ impl Courier {
 
     fn warn(&mut self, message: String) {
         if !self.warned {
-            warn!(
-                "statsd: {message} ({} dropped so far)",
-                self.dropped.load(Ordering::Relaxed)
-            );
+            warn!("statsd: {message} ({} dropped so far)", self.dropped.load(Ordering::Relaxed));
             self.warned = true;
         }
     }

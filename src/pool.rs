@@ -39,8 +39,6 @@ impl Pool {
     }
 
     pub fn submit(&self, job: impl FnOnce() + Send + 'static) -> Result<(), String> {
-        self.jobs
-            .send(Box::new(job))
-            .map_err(|_| "the worker pool has stopped".to_string())
+        self.jobs.send(Box::new(job)).map_err(|_| "the worker pool has stopped".to_string())
     }
 }

@@ -23,6 +23,7 @@ use crate::checks::{Attempt, Check, Failure, Reason};
 use crate::duration::Go;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
+use crate::verdict::{Tally, Verdict};
 
 /// How a run ended.
 #[derive(Clone, Debug)]
@@ -33,6 +34,8 @@ pub struct Outcome {
     /// From the start of the run to its settlement.
     pub duration: Duration,
     pub finished: SystemTime,
+    /// The check's standing after this run (set when the run settles).
+    pub verdict: Option<Verdict>,
 }
 
 impl Outcome {
@@ -41,13 +44,32 @@ impl Outcome {
     }
 
     pub fn failed(failure: Failure) -> Outcome {
-        Outcome {
-            result: Err(failure),
-            notes: Vec::new(),
-            duration: Duration::ZERO,
-            finished: SystemTime::now(),
-        }
+        Outcome::new(Err(failure), Vec::new(), Duration::ZERO)
     }
+
+    pub fn new(
+        result: Result<(), Failure>,
+        notes: Vec<(&'static str, String)>,
+        duration: Duration,
+    ) -> Outcome {
+        Outcome { result, notes, duration, finished: SystemTime::now(), verdict: None }
+    }
+
+    /// What `/health` reports: the verdict when there is one, else the run.
+    pub fn reported_ok(&self) -> bool {
+        self.verdict.as_ref().map_or(self.ok(), |v| v.ok)
+    }
+}
+
+/// How a check is scheduled and judged, from its settings.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub name: String,
+    pub kind: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub fail_after: u32,
+    pub pass_after: u32,
 }
 
 /// One configured check and its run state.
@@ -58,24 +80,27 @@ pub struct Entry {
     pub timeout: Duration,
     check: Box<dyn Check>,
     current: Mutex<Option<Arc<Run>>>,
+    tally: Mutex<Tally>,
+    latest: Mutex<Option<Outcome>>,
 }
 
 impl Entry {
-    pub fn new(
-        name: String,
-        kind: String,
-        interval: Duration,
-        timeout: Duration,
-        check: Box<dyn Check>,
-    ) -> Entry {
+    pub fn new(spec: Spec, check: Box<dyn Check>) -> Entry {
         Entry {
-            name,
-            kind,
-            interval,
-            timeout,
+            tally: Mutex::new(Tally::new(spec.fail_after, spec.pass_after)),
+            name: spec.name,
+            kind: spec.kind,
+            interval: spec.interval,
+            timeout: spec.timeout,
             check,
             current: Mutex::new(None),
+            latest: Mutex::new(None),
         }
+    }
+
+    /// The latest settled outcome, for answers that must not run anything.
+    pub fn latest(&self) -> Option<Outcome> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn verb(&self) -> &'static str {
@@ -117,12 +142,17 @@ impl Run {
     }
 
     /// Settles the run unless it already is; returns the outcome that stands.
-    pub fn settle(&self, outcome: Outcome) -> Outcome {
+    pub fn settle(&self, mut outcome: Outcome) -> Outcome {
         let waiters = {
             let mut state = self.state();
             if let Some(existing) = &state.outcome {
                 return existing.clone();
             }
+            let entry = &self.entry;
+            let verdict =
+                entry.tally.lock().unwrap_or_else(|e| e.into_inner()).observe(outcome.ok(), outcome.finished);
+            outcome.verdict = Some(verdict);
+            *entry.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome.clone());
             state.outcome = Some(outcome.clone());
             std::mem::take(&mut state.waiters)
         };
@@ -140,12 +170,7 @@ impl Run {
     }
 
     fn timed_out(&self) -> Outcome {
-        Outcome {
-            result: Err(Failure::timeout(self.entry.timeout)),
-            notes: Vec::new(),
-            duration: self.entry.timeout,
-            finished: SystemTime::now(),
-        }
+        Outcome::new(Err(Failure::timeout(self.entry.timeout)), Vec::new(), self.entry.timeout)
     }
 
     /// Waits for the outcome, no later than the deadline.
@@ -167,14 +192,11 @@ impl Run {
 
     fn report(&self, outcome: &Outcome) {
         let entry = &self.entry;
-        self.metrics.record(&entry.name, entry.verb(), outcome);
+        self.metrics.record(entry, outcome);
         let took = Millis(outcome.duration);
         match &outcome.result {
             Ok(()) => info!("check {} passed in {took}", entry.name),
-            Err(f) => warn!(
-                "check {} failed ({}) in {took}: {}",
-                entry.name, f.reason, f.message
-            ),
+            Err(f) => warn!("check {} failed ({}) in {took}: {}", entry.name, f.reason, f.message),
         }
         for (key, value) in &outcome.notes {
             debug!("check {}: {key}={value}", entry.name);
@@ -225,10 +247,7 @@ impl Started {
             return outcome;
         };
         let entry = &run.entry;
-        let still_going = entry
-            .current()
-            .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(c, run));
+        let still_going = entry.current().as_ref().is_some_and(|c| Arc::ptr_eq(c, run));
         match &outcome.result {
             Err(f) if f.reason == Reason::Timeout && still_going => {
                 let mut outcome = outcome.clone();
@@ -252,17 +271,16 @@ impl Runner {
     /// (single flight), so even every check hung at once cannot starve another.
     pub fn new(entries: Vec<Arc<Entry>>, metrics: Arc<Metrics>) -> Runner {
         let pool = Pool::new(entries.len().max(1), "check");
-        Runner {
-            entries,
-            pool,
-            metrics,
-            settled: bounded(1),
-        }
+        Runner { entries, pool, metrics, settled: bounded(1) }
     }
 
     /// Ready after any run settles, for a scheduler waiting on its runs.
     pub fn settled(&self) -> &Receiver<()> {
         &self.settled.1
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn entries(&self) -> &[Arc<Entry>] {
@@ -315,10 +333,7 @@ impl Runner {
 
     /// Runs still holding a worker.
     pub fn busy(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| e.current().is_some())
-            .count()
+        self.entries.iter().filter(|e| e.current().is_some()).count()
     }
 }
 
@@ -326,18 +341,14 @@ impl Runner {
 fn execute(run: Arc<Run>) {
     let entry = &run.entry;
     let attempt = Attempt::new(run.started, entry.timeout);
-    let result =
-        catch_unwind(AssertUnwindSafe(|| entry.check.run(&attempt))).unwrap_or_else(|panic| {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(Failure::new(
-                Reason::Internal,
-                format!("check panicked: {text}"),
-            ))
-        });
+    let result = catch_unwind(AssertUnwindSafe(|| entry.check.run(&attempt))).unwrap_or_else(|panic| {
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Failure::new(Reason::Internal, format!("check panicked: {text}")))
+    });
     let duration = run.started.elapsed();
     if run.is_settled() {
         warn!(
@@ -355,12 +366,7 @@ fn execute(run: Arc<Run>) {
     } else {
         result
     };
-    run.settle(Outcome {
-        result,
-        notes: attempt.take_notes(),
-        duration,
-        finished: SystemTime::now(),
-    });
+    run.settle(Outcome::new(result, attempt.take_notes(), duration));
     let mut current = entry.current();
     if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &run)) {
         *current = None;
@@ -404,33 +410,24 @@ mod tests {
     }
 
     fn runner(check: Box<dyn Check>, timeout: Duration) -> (Runner, Arc<Entry>) {
-        let entry = Arc::new(Entry::new(
-            "t".into(),
-            "test".into(),
-            Duration::from_secs(60),
+        let spec = Spec {
+            name: "t".into(),
+            kind: "test".into(),
+            interval: Duration::from_secs(60),
             timeout,
-            check,
-        ));
-        (
-            Runner::new(
-                vec![entry.clone()],
-                Arc::new(Metrics::new(None, "kubernary")),
-            ),
-            entry,
-        )
+            fail_after: 1,
+            pass_after: 1,
+        };
+        let entry = Arc::new(Entry::new(spec, check));
+        (Runner::new(vec![entry.clone()], Arc::new(Metrics::new(None, "kubernary", &[]))), entry)
     }
 
     #[test]
     fn a_hung_check_times_out_and_is_never_started_twice() {
         let started = Arc::new(AtomicUsize::new(0));
         let (release, gate) = bounded(10);
-        let (runner, entry) = runner(
-            Box::new(Gate {
-                started: started.clone(),
-                release: gate,
-            }),
-            Duration::from_millis(100),
-        );
+        let (runner, entry) =
+            runner(Box::new(Gate { started: started.clone(), release: gate }), Duration::from_millis(100));
 
         let first = runner.start(&entry);
         assert!(matches!(first, Started::New(_)));
@@ -442,10 +439,7 @@ mod tests {
         let joined = runner.start(&entry);
         assert!(matches!(joined, Started::Joined(_)));
         let message = joined.wait().result.unwrap_err().message;
-        assert!(
-            message.contains("is still going, so no new one was started"),
-            "{message}"
-        );
+        assert!(message.contains("is still going, so no new one was started"), "{message}");
         assert_eq!(started.load(Ordering::SeqCst), 1);
         assert_eq!(runner.busy(), 1);
 
@@ -461,13 +455,8 @@ mod tests {
     fn waiters_share_one_outcome() {
         let started = Arc::new(AtomicUsize::new(0));
         let (release, gate) = bounded(10);
-        let (runner, entry) = runner(
-            Box::new(Gate {
-                started: started.clone(),
-                release: gate,
-            }),
-            Duration::from_secs(10),
-        );
+        let (runner, entry) =
+            runner(Box::new(Gate { started: started.clone(), release: gate }), Duration::from_secs(10));
         let runner = Arc::new(runner);
         let waiters: Vec<_> = (0..5)
             .map(|_| {
@@ -475,9 +464,7 @@ mod tests {
                 std::thread::spawn(move || runner.start(&entry).wait().ok())
             })
             .collect();
-        assert!(crate::tests_support::eventually(|| started
-            .load(Ordering::SeqCst)
-            == 1));
+        assert!(crate::tests_support::eventually(|| started.load(Ordering::SeqCst) == 1));
         std::thread::sleep(Duration::from_millis(50));
         release.send(()).unwrap();
         for w in waiters {

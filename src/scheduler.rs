@@ -6,26 +6,37 @@
 //! no CPU. After the shutdown it starts nothing new and stays only until the
 //! runs it started are settled.
 
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{at, never, select};
 use log::debug;
 
-use crate::runs::{Run, Runner};
+use crate::runs::{Millis, Run, Runner};
 use crate::shutdown::Shutdown;
 
-pub fn spawn(runner: Arc<Runner>, shutdown: Shutdown) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(
+    runner: Arc<Runner>,
+    shutdown: Shutdown,
+    start_jitter: Duration,
+) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("scheduler".into())
         .stack_size(128 * 1024)
-        .spawn(move || run(&runner, &shutdown))
+        .spawn(move || run(&runner, &shutdown, start_jitter))
 }
 
-fn run(runner: &Runner, shutdown: &Shutdown) {
+fn run(runner: &Runner, shutdown: &Shutdown, start_jitter: Duration) {
     let start = Instant::now();
-    let mut due: Vec<Instant> = runner.entries().iter().map(|_| start).collect();
+    let mut due: Vec<Instant> =
+        runner.entries().iter().map(|e| start + spread(&e.name, start_jitter)).collect();
+    if !start_jitter.is_zero() {
+        for (entry, due) in runner.entries().iter().zip(&due) {
+            debug!("check {}: first run in {}", entry.name, Millis(due.duration_since(start)));
+        }
+    }
     let mut pending: Vec<Arc<Run>> = Vec::new();
     loop {
         let now = Instant::now();
@@ -52,11 +63,7 @@ fn run(runner: &Runner, shutdown: &Shutdown) {
             return;
         }
         let next_deadline = pending.iter().map(|r| r.deadline()).min();
-        let next_tick = if stopping {
-            None
-        } else {
-            due.iter().min().copied()
-        };
+        let next_tick = if stopping { None } else { due.iter().min().copied() };
         let Some(next) = [next_deadline, next_tick].into_iter().flatten().min() else {
             // Nothing configured and nothing pending: wait for the shutdown.
             shutdown.wait();
@@ -64,15 +71,38 @@ fn run(runner: &Runner, shutdown: &Shutdown) {
         };
         // A closed shutdown channel is always ready, so after the shutdown
         // only timers and settlements wake us.
-        let closed = if stopping {
-            never()
-        } else {
-            shutdown.closed().clone()
-        };
+        let closed = if stopping { never() } else { shutdown.closed().clone() };
         select! {
             recv(closed) -> _ => {},
             recv(runner.settled()) -> _ => {},
             recv(at(next)) -> _ => {},
         }
+    }
+}
+
+/// A random delay in `[0, jitter)`. std's hasher is keyed at random per
+/// process, which is all the randomness this needs: different on every node.
+fn spread(name: &str, jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return Duration::ZERO;
+    }
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    name.hash(&mut hasher);
+    std::process::id().hash(&mut hasher);
+    let nanos = jitter.as_nanos().min(u64::MAX as u128) as u64;
+    Duration::from_nanos(hasher.finish() % nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_stays_within_the_jitter_and_varies() {
+        assert_eq!(spread("s3", Duration::ZERO), Duration::ZERO);
+        let jitter = Duration::from_secs(10);
+        let delays: Vec<Duration> = (0..50).map(|_| spread("s3", jitter)).collect();
+        assert!(delays.iter().all(|d| *d < jitter));
+        assert!(delays.iter().any(|d| *d != delays[0]), "no spread: {delays:?}");
     }
 }

@@ -1,25 +1,29 @@
 //! The HTTP endpoints, on tiny_http.
 //!
 //! One thread takes requests from tiny_http and answers the cheap ones
-//! (`/livez`, `/quitquitquit`, 404, 405) itself. A `/health` waits for
-//! checks, up to their timeouts, so each gets a thread of its own: a slow
-//! `/health` then never holds up `/livez` or another request. The number of
-//! such threads is capped; past the cap `/health` answers 503 at once.
+//! (`/livez`, `/metrics`, `/quitquitquit`, cached `/health`, 404, 405)
+//! itself. A `/health` that runs checks waits for them, up to their
+//! timeouts, so it gets a thread of its own: a slow `/health` then never
+//! holds up `/livez` or another request. The number of such threads is
+//! capped; past the cap `/health` answers 503 at once.
 
 use std::io::Cursor;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{info, warn};
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method, Request, Response};
 
 use crate::checks::Reason;
+use crate::cli::Options;
+use crate::duration::Go;
 use crate::runs::{Entry, Outcome, Runner};
 use crate::shutdown::{InFlight, Shutdown, Ticket};
+use crate::verdict::rfc3339;
 
 /// Concurrent `/health` handlers; each mostly sleeps on a channel, and
 /// concurrent probes share runs, so this is far above any real need.
@@ -30,17 +34,19 @@ pub struct App {
     pub runner: Arc<Runner>,
     pub shutdown: Shutdown,
     pub inflight: InFlight,
-    pub quitquitquit: bool,
+    quitquitquit: bool,
+    cached_health: bool,
     handlers: AtomicUsize,
 }
 
 impl App {
-    pub fn new(runner: Arc<Runner>, shutdown: Shutdown, quitquitquit: bool) -> App {
+    pub fn new(runner: Arc<Runner>, shutdown: Shutdown, options: &Options) -> App {
         App {
             runner,
             shutdown,
             inflight: InFlight::default(),
-            quitquitquit,
+            quitquitquit: options.quitquitquit,
+            cached_health: options.cached_health,
             handlers: AtomicUsize::new(0),
         }
     }
@@ -63,22 +69,21 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<tiny_http::Server, String> {
 }
 
 pub fn spawn(http: tiny_http::Server, app: Arc<App>) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new()
-        .name("http".into())
-        .stack_size(HANDLER_STACK)
-        .spawn(move || loop {
-            match http.recv() {
-                Ok(request) => dispatch(request, &app),
-                Err(e) => {
-                    warn!("http: {e}");
-                    thread::sleep(Duration::from_millis(50));
-                }
+    thread::Builder::new().name("http".into()).stack_size(HANDLER_STACK).spawn(move || loop {
+        match http.recv() {
+            Ok(request) => dispatch(request, &app),
+            Err(e) => {
+                warn!("http: {e}");
+                thread::sleep(Duration::from_millis(50));
             }
-        })
+        }
+    })
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
     Livez,
+    Metrics,
     Health(Option<&'a str>),
     Quit,
     NotFound,
@@ -87,42 +92,46 @@ enum Route<'a> {
 
 fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     let read = matches!(method, Method::Get | Method::Head);
-    let known = |allow: &'static str, ok: bool, route: Route<'a>| {
-        if ok {
-            route
-        } else {
-            Route::WrongMethod(allow)
-        }
-    };
+    let known =
+        |allow: &'static str, ok: bool, route: Route<'a>| if ok { route } else { Route::WrongMethod(allow) };
     match path {
         "/livez" => known("GET, HEAD", read, Route::Livez),
+        "/metrics" => known("GET, HEAD", read, Route::Metrics),
         "/health" | "/health/" => known("GET, HEAD", read, Route::Health(None)),
-        "/quitquitquit" => known(
-            "GET, POST",
-            matches!(method, Method::Get | Method::Post),
-            Route::Quit,
-        ),
+        "/quitquitquit" => known("GET, POST", matches!(method, Method::Get | Method::Post), Route::Quit),
         _ => match path.strip_prefix("/health/") {
-            Some(name) if !name.contains('/') => {
-                known("GET, HEAD", read, Route::Health(Some(name)))
-            }
+            Some(name) if !name.contains('/') => known("GET, HEAD", read, Route::Health(Some(name))),
             _ => Route::NotFound,
         },
     }
+}
+
+/// `cached=true` (or `1`) asks for the latest results; `cached=false`
+/// overrides `--cached-health`.
+fn wants_cached(query: &str, default: bool) -> bool {
+    query
+        .rsplit('&')
+        .filter_map(|pair| pair.strip_prefix("cached="))
+        .next()
+        .map_or(default, |v| matches!(v, "true" | "1" | "yes"))
 }
 
 fn dispatch(request: Request, app: &Arc<App>) {
     let ticket = app.inflight.enter();
     let started = Instant::now();
     let url = request.url().to_string();
-    let path = url.split(['?', '#']).next().unwrap_or("");
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     match route(request.method(), path) {
         Route::Livez => respond(request, started, text(200, "ok\n")),
-        Route::Quit if !app.quitquitquit => respond(
-            request,
-            started,
-            text(403, "/quitquitquit is turned off (--no-quitquitquit)\n"),
-        ),
+        Route::Metrics => {
+            let body = app.runner.metrics().prometheus.render();
+            let response = Response::from_string(body)
+                .with_header(header("Content-Type", "text/plain; version=0.0.4; charset=utf-8"));
+            respond(request, started, response)
+        }
+        Route::Quit if !app.quitquitquit => {
+            respond(request, started, text(403, "/quitquitquit is turned off (--no-quitquitquit)\n"))
+        }
         Route::Quit => {
             respond(request, started, text(200, "shutting down\n"));
             app.shutdown.trigger("/quitquitquit requested");
@@ -138,48 +147,37 @@ fn dispatch(request: Request, app: &Arc<App>) {
                 Some(name) => match app.runner.entry(name) {
                     Some(entry) => vec![entry.clone()],
                     None => {
-                        return respond(
-                            request,
-                            started,
-                            text(404, &format!("no check named {name:?}\n")),
-                        )
+                        return respond(request, started, text(404, &format!("no check named {name:?}\n")))
                     }
                 },
             };
+            if app.shutdown.is_set() {
+                return respond(request, started, shutting_down(&entries));
+            }
+            if wants_cached(query, app.cached_health) {
+                return respond(request, started, cached(&entries));
+            }
             spawn_health(request, entries, app.clone(), ticket, started);
         }
     }
 }
 
-fn spawn_health(
-    request: Request,
-    entries: Vec<Arc<Entry>>,
-    app: Arc<App>,
-    ticket: Ticket,
-    started: Instant,
-) {
+fn spawn_health(request: Request, entries: Vec<Arc<Entry>>, app: Arc<App>, ticket: Ticket, started: Instant) {
     if app.handlers.fetch_add(1, Ordering::SeqCst) >= MAX_HEALTH_HANDLERS {
         app.handlers.fetch_sub(1, Ordering::SeqCst);
-        return respond(
-            request,
-            started,
-            text(503, "too many /health requests at once\n"),
-        );
+        return respond(request, started, text(503, "too many /health requests at once\n"));
     }
     // The request comes back if the thread cannot start, to be answered 500.
     let (tx, rx) = crossbeam_channel::bounded::<Request>(1);
     let worker_app = app.clone();
-    let spawned = thread::Builder::new()
-        .name("health".into())
-        .stack_size(HANDLER_STACK)
-        .spawn(move || {
-            let _ticket = ticket;
-            if let Ok(request) = rx.recv() {
-                let response = health(&worker_app, &entries);
-                respond(request, started, response);
-            }
-            worker_app.handlers.fetch_sub(1, Ordering::SeqCst);
-        });
+    let spawned = thread::Builder::new().name("health".into()).stack_size(HANDLER_STACK).spawn(move || {
+        let _ticket = ticket;
+        if let Ok(request) = rx.recv() {
+            let response = health(&worker_app, &entries);
+            respond(request, started, response);
+        }
+        worker_app.handlers.fetch_sub(1, Ordering::SeqCst);
+    });
     match spawned {
         Ok(_) => {
             let _ = tx.send(request);
@@ -187,50 +185,99 @@ fn spawn_health(
         Err(e) => {
             app.handlers.fetch_sub(1, Ordering::SeqCst);
             warn!("http: cannot start a /health handler: {e}");
-            respond(
-                request,
-                started,
-                text(500, "internal error: cannot start a handler\n"),
-            );
+            respond(request, started, text(500, "internal error: cannot start a handler\n"));
         }
     }
 }
 
 /// Runs the checks (joining runs already going) and reports them all.
 fn health(app: &App, entries: &[Arc<Entry>]) -> Response<Cursor<Vec<u8>>> {
-    let mut body = Map::new();
-    if app.shutdown.is_set() {
-        for entry in entries {
-            body.insert(entry.name.clone(), json!({"ok": false, "error": "shutting down", "reason": Reason::ShuttingDown.as_str()}));
-        }
-        return json_response(503, &Value::Object(body));
-    }
     // Start every run before waiting on any, so they run side by side and
     // the answer comes when the slowest is done or timed out.
     let runs: Vec<_> = entries.iter().map(|e| app.runner.start(e)).collect();
+    let mut body = Map::new();
     let mut all_ok = true;
     for (entry, run) in entries.iter().zip(runs) {
         let outcome = run.wait();
-        all_ok &= outcome.ok();
+        all_ok &= outcome.reported_ok();
         body.insert(entry.name.clone(), outcome_json(entry, &outcome));
     }
     json_response(if all_ok { 200 } else { 503 }, &Value::Object(body))
 }
 
+/// Answers from the latest settled runs without running anything. A result
+/// older than twice its check's interval is stale: the scheduler is behind
+/// or stuck, and that is a failure in itself.
+fn cached(entries: &[Arc<Entry>]) -> Response<Cursor<Vec<u8>>> {
+    let mut body = Map::new();
+    let mut all_ok = true;
+    for entry in entries {
+        let limit = entry.interval * 2;
+        let value = match entry.latest() {
+            None => failed_json(entry, "no run has finished yet", "stale"),
+            Some(outcome) => {
+                let age = SystemTime::now().duration_since(outcome.finished).unwrap_or_default();
+                let mut value = if age > limit {
+                    let message = format!(
+                        "the latest result is {} old, older than twice the interval ({})",
+                        Go(Duration::from_secs(age.as_secs())),
+                        Go(limit)
+                    );
+                    failed_json(entry, &message, "stale")
+                } else {
+                    outcome_json(entry, &outcome)
+                };
+                value["age_seconds"] = json!((age.as_secs_f64() * 10.0).round() / 10.0);
+                value
+            }
+        };
+        all_ok &= value["ok"] == true;
+        body.insert(entry.name.clone(), value);
+    }
+    json_response(if all_ok { 200 } else { 503 }, &Value::Object(body))
+}
+
+fn shutting_down(entries: &[Arc<Entry>]) -> Response<Cursor<Vec<u8>>> {
+    let body: Map<String, Value> = entries
+        .iter()
+        .map(|e| (e.name.clone(), failed_json(e, "shutting down", Reason::ShuttingDown.as_str())))
+        .collect();
+    json_response(503, &Value::Object(body))
+}
+
+fn failed_json(entry: &Entry, error: &str, reason: &str) -> Value {
+    json!({"ok": false, "error": error, "reason": reason, "kind": entry.kind})
+}
+
+/// `ok` is what hysteresis reports; `last_run_*` is the latest run itself,
+/// which differs only while FAIL_AFTER or PASS_AFTER is counting.
 fn outcome_json(entry: &Entry, outcome: &Outcome) -> Value {
-    let (error, reason) = match &outcome.result {
+    let ok = outcome.reported_ok();
+    let (run_error, run_reason) = match &outcome.result {
         Ok(()) => (String::new(), ""),
         Err(f) => (f.message.clone(), f.reason.as_str()),
     };
+    let (error, reason) = match (ok, outcome.ok()) {
+        (true, _) => (String::new(), ""),
+        (false, false) => (run_error.clone(), run_reason),
+        (false, true) => ("passing again, but not yet PASS_AFTER runs in a row".to_string(), "recovering"),
+    };
     let mut fields = Map::new();
-    fields.insert("ok".into(), outcome.ok().into());
+    fields.insert("ok".into(), ok.into());
     fields.insert("error".into(), error.into());
     fields.insert("reason".into(), reason.into());
     fields.insert("kind".into(), entry.kind.clone().into());
-    fields.insert(
-        "duration_ms".into(),
-        ((outcome.duration.as_secs_f64() * 10_000.0).round() / 10.0).into(),
-    );
+    fields.insert("duration_ms".into(), ((outcome.duration.as_secs_f64() * 10_000.0).round() / 10.0).into());
+    if let Some(verdict) = &outcome.verdict {
+        fields.insert("consecutive_failures".into(), verdict.consecutive_failures.into());
+        fields.insert("last_success".into(), verdict.last_success.map(rfc3339).into());
+        fields.insert("last_run".into(), rfc3339(verdict.last_run).into());
+    }
+    if ok != outcome.ok() {
+        fields.insert("last_run_ok".into(), outcome.ok().into());
+        fields.insert("last_run_error".into(), run_error.into());
+        fields.insert("last_run_reason".into(), run_reason.into());
+    }
     for (key, value) in &outcome.notes {
         fields.insert((*key).into(), value.clone().into());
     }
@@ -261,22 +308,37 @@ fn respond(request: Request, started: Instant, response: Response<Cursor<Vec<u8>
     let status = response.status_code().0;
     let method = request.method().clone();
     let url = request.url().to_string();
-    let peer = request
-        .remote_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "-".into());
+    let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     // Say as little about ourselves as HTTP allows.
     let response = response.with_header(header("Server", "kubernary"));
     let sent = request.respond(response);
-    let took = started.elapsed();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
     match sent {
-        Ok(()) => info!(
-            "{method} {url} from {peer}: {status} in {:.1}ms",
-            took.as_secs_f64() * 1000.0
-        ),
-        Err(e) => info!(
-            "{method} {url} from {peer}: {status} not delivered ({e}) after {:.1}ms",
-            took.as_secs_f64() * 1000.0
-        ),
+        Ok(()) => info!("{method} {url} from {peer}: {status} in {ms:.1}ms"),
+        Err(e) => info!("{method} {url} from {peer}: {status} not delivered ({e}) after {ms:.1}ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(&Method::Get, "/health"), Route::Health(None));
+        assert_eq!(route(&Method::Head, "/health/s3"), Route::Health(Some("s3")));
+        assert_eq!(route(&Method::Get, "/health/a/b"), Route::NotFound);
+        assert_eq!(route(&Method::Post, "/quitquitquit"), Route::Quit);
+        assert_eq!(route(&Method::Delete, "/livez"), Route::WrongMethod("GET, HEAD"));
+        assert_eq!(route(&Method::Get, "/metrics"), Route::Metrics);
+    }
+
+    #[test]
+    fn cached_query() {
+        assert!(wants_cached("cached=true", false));
+        assert!(wants_cached("a=1&cached=1", false));
+        assert!(!wants_cached("cached=false", true));
+        assert!(wants_cached("", true));
+        assert!(!wants_cached("", false));
     }
 }

@@ -48,11 +48,7 @@ impl Shutdown {
             return false;
         }
         info!("shutting down: {why}");
-        self.inner
-            .trigger
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.inner.trigger.lock().unwrap_or_else(|e| e.into_inner()).take();
         true
     }
 
@@ -74,39 +70,26 @@ impl Shutdown {
 /// an impatient operator expects of a second Ctrl-C.
 pub fn watch_signals(shutdown: Shutdown) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
-    thread::Builder::new()
-        .name("signals".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            for signal in signals.forever() {
-                let name = if signal == SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                };
-                if !shutdown.trigger(&format!("{name} received")) {
-                    warn!("{name} received again: exiting now");
-                    std::process::exit(128 + signal);
-                }
+    thread::Builder::new().name("signals".into()).stack_size(64 * 1024).spawn(move || {
+        for signal in signals.forever() {
+            let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+            if !shutdown.trigger(&format!("{name} received")) {
+                warn!("{name} received again: exiting now");
+                std::process::exit(128 + signal);
             }
-        })?;
+        }
+    })?;
     Ok(())
 }
 
 /// Exits the process with status 1 once `after` has passed, whatever is
 /// still going: `--kill-after` bounds the whole shutdown.
 pub fn arm_kill_timer(after: Duration) {
-    let spawned = thread::Builder::new()
-        .name("kill-after".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            thread::sleep(after);
-            error!(
-                "still busy {} after the shutdown began: exiting (--kill-after)",
-                crate::duration::Go(after)
-            );
-            std::process::exit(1);
-        });
+    let spawned = thread::Builder::new().name("kill-after".into()).stack_size(64 * 1024).spawn(move || {
+        thread::sleep(after);
+        error!("still busy {} after the shutdown began: exiting (--kill-after)", crate::duration::Go(after));
+        std::process::exit(1);
+    });
     if let Err(e) = spawned {
         error!("cannot arm the --kill-after timer: {e}; exiting now");
         std::process::exit(1);
@@ -127,9 +110,7 @@ pub struct Ticket {
 impl InFlight {
     pub fn enter(&self) -> Ticket {
         *self.inner.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        Ticket {
-            inflight: self.clone(),
-        }
+        Ticket { inflight: self.clone() }
     }
 
     pub fn count(&self) -> usize {
@@ -144,10 +125,7 @@ impl InFlight {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return false;
             };
-            n = idle
-                .wait_timeout(n, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            n = idle.wait_timeout(n, left).unwrap_or_else(|e| e.into_inner()).0;
         }
         true
     }

@@ -37,10 +37,7 @@ pub fn root_certs(extra_ca_file: Option<&str>) -> Result<RootCerts, String> {
         .iter()
         .map(|der| Certificate::from_der(der.as_ref()).to_owned())
         .collect();
-    if let Some(path) = std::env::var("SSL_CERT_FILE")
-        .ok()
-        .filter(|p| !p.is_empty())
-    {
+    if let Some(path) = std::env::var("SSL_CERT_FILE").ok().filter(|p| !p.is_empty()) {
         certs.extend(read_pem_certs(&path).map_err(|e| format!("SSL_CERT_FILE: {e}"))?);
     }
     if let Some(path) = extra_ca_file {

@@ -31,26 +31,15 @@ fn routes_and_status_codes() {
     let daemon = passing_daemon(&s3, &[]);
 
     let (status, body) = daemon.json("/health");
-    assert_eq!(
-        status, 503,
-        "one failing check makes the whole answer 503: {body}"
-    );
+    assert_eq!(status, 503, "one failing check makes the whole answer 503: {body}");
     assert_eq!(body["s3"]["ok"], true);
     assert_eq!(body["other"]["ok"], false);
     assert_eq!(body["other"]["reason"], "not_found");
 
     let (status, body) = daemon.json("/health/s3");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body.as_object().unwrap().len(),
-        1,
-        "only the named check: {body}"
-    );
-    assert_eq!(
-        daemon.json("/health/s3?verbose=1").0,
-        200,
-        "a query string does not change the route"
-    );
+    assert_eq!(body.as_object().unwrap().len(), 1, "only the named check: {body}");
+    assert_eq!(daemon.json("/health/s3?verbose=1").0, 200, "a query string does not change the route");
 
     let response = daemon.get("/health");
     assert_eq!(response.header("content-type"), Some("application/json"));
@@ -63,11 +52,7 @@ fn routes_and_status_codes() {
     assert_eq!(daemon.request("DELETE", "/livez").status, 405);
     assert_eq!(daemon.request("PUT", "/quitquitquit").status, 405);
     let server = daemon.get("/livez");
-    assert_eq!(
-        server.header("server"),
-        Some("kubernary"),
-        "no library name or version in Server"
-    );
+    assert_eq!(server.header("server"), Some("kubernary"), "no library name or version in Server");
 
     // Every request is logged: method, path, peer, status, duration.
     assert!(daemon.wait_for_log("GET /health/nope from 127.0.0.1:", Duration::from_secs(5)));
@@ -100,11 +85,7 @@ fn concurrent_health_requests_share_the_run_in_flight() {
     let addr = daemon.addr();
     let probes: Vec<_> = (0..8)
         .map(|_| {
-            thread::spawn(move || {
-                support::http_request(addr, "GET", "/health", &[], b"")
-                    .unwrap()
-                    .status
-            })
+            thread::spawn(move || support::http_request(addr, "GET", "/health", &[], b"").unwrap().status)
         })
         .collect();
     for probe in probes {
@@ -112,21 +93,9 @@ fn concurrent_health_requests_share_the_run_in_flight() {
     }
     // One run: its reachability probe plus the request itself.
     let used = hang.connections() - before;
-    assert!(
-        used <= 2,
-        "8 concurrent probes opened {used} backend connections"
-    );
-    let runs = daemon
-        .logs()
-        .iter()
-        .filter(|l| l.contains("check s3 failed"))
-        .count();
-    assert_eq!(
-        runs,
-        2,
-        "the start-up run and one shared run: {:?}",
-        daemon.logs()
-    );
+    assert!(used <= 2, "8 concurrent probes opened {used} backend connections");
+    let runs = daemon.logs().iter().filter(|l| l.contains("check s3 failed")).count();
+    assert_eq!(runs, 2, "the start-up run and one shared run: {:?}", daemon.logs());
 }
 
 #[test]
@@ -146,21 +115,14 @@ fn a_slow_health_never_holds_up_livez() {
     let addr = daemon.addr();
     let slow: Vec<_> = (0..4)
         .map(|_| {
-            thread::spawn(move || {
-                support::http_request(addr, "GET", "/health", &[], b"")
-                    .unwrap()
-                    .status
-            })
+            thread::spawn(move || support::http_request(addr, "GET", "/health", &[], b"").unwrap().status)
         })
         .collect();
     thread::sleep(Duration::from_millis(300));
     let began = Instant::now();
     assert_eq!(daemon.get("/livez").status, 200);
     let took = began.elapsed();
-    assert!(
-        took < Duration::from_secs(2),
-        "/livez waited {took:?} behind /health"
-    );
+    assert!(took < Duration::from_secs(2), "/livez waited {took:?} behind /health");
     for probe in slow {
         assert_eq!(probe.join().unwrap(), 503);
     }

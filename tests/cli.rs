@@ -10,14 +10,8 @@ use support::Daemon;
 /// Runs the binary expecting it to exit; returns (status, stderr, stdout).
 fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let mut daemon = Daemon::spawn_raw(args, envs);
-    let status = daemon
-        .wait_exit(Duration::from_secs(20))
-        .expect("kubernary should exit");
-    (
-        status.code().unwrap_or(-1),
-        daemon.logs().join("\n"),
-        daemon.stdout().join("\n"),
-    )
+    let status = daemon.wait_exit(Duration::from_secs(20)).expect("kubernary should exit");
+    (status.code().unwrap_or(-1), daemon.logs().join("\n"), daemon.stdout().join("\n"))
 }
 
 const BUCKET: (&str, &str) = ("KUBERNARY_S3_BUCKET", "b");
@@ -52,19 +46,12 @@ fn help_reads_like_the_seed() {
 fn version_prints_the_version() {
     let (code, _, stdout) = run(&["--version"], &[]);
     assert_eq!(code, 0);
-    assert!(
-        stdout.starts_with(&format!("kubernary {}", env!("CARGO_PKG_VERSION"))),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with(&format!("kubernary {}", env!("CARGO_PKG_VERSION"))), "{stdout}");
 }
 
 #[test]
 fn unknown_flag() {
-    usage_error(
-        &["--frobnicate", "127.0.0.1:8125"],
-        &[BUCKET],
-        "--frobnicate",
-    );
+    usage_error(&["--frobnicate", "127.0.0.1:8125"], &[BUCKET], "--frobnicate");
 }
 
 #[test]
@@ -98,11 +85,7 @@ fn bad_addresses() {
         &[BUCKET],
         "--listen: \"not-an-address\" is not an address",
     );
-    usage_error(
-        &["statsd-without-port"],
-        &[BUCKET],
-        "<statsd>: \"statsd-without-port\" is not host:port",
-    );
+    usage_error(&["statsd-without-port"], &[BUCKET], "<statsd>: \"statsd-without-port\" is not host:port");
     usage_error(&[], &[BUCKET], "missing <statsd>");
 }
 
@@ -110,35 +93,15 @@ fn bad_addresses() {
 fn a_port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    usage_error(
-        &["--listen", &addr, "--no-stats"],
-        &[BUCKET],
-        "cannot listen",
-    );
+    usage_error(&["--listen", &addr, "--no-stats"], &[BUCKET], "cannot listen");
 }
 
 #[test]
 fn missing_or_wrong_check_configuration() {
-    usage_error(
-        &["--no-stats"],
-        &[],
-        "no check configured: set KUBERNARY_S3_BUCKET",
-    );
-    usage_error(
-        &["--no-stats"],
-        &[("KUBERNARY_CHECKS", "s3")],
-        "KUBERNARY_S3_BUCKET is not set",
-    );
-    usage_error(
-        &["--no-stats"],
-        &[("KUBERNARY_CHECKS", "x=teleport")],
-        "unknown check kind \"teleport\"",
-    );
-    usage_error(
-        &["--no-stats"],
-        &[BUCKET, ("KUBERNARY_S3_ENDPOINT", "ftp://x")],
-        "KUBERNARY_S3_ENDPOINT",
-    );
+    usage_error(&["--no-stats"], &[], "no check configured: set KUBERNARY_S3_BUCKET");
+    usage_error(&["--no-stats"], &[("KUBERNARY_CHECKS", "s3")], "KUBERNARY_S3_BUCKET is not set");
+    usage_error(&["--no-stats"], &[("KUBERNARY_CHECKS", "x=teleport")], "unknown check kind \"teleport\"");
+    usage_error(&["--no-stats"], &[BUCKET, ("KUBERNARY_S3_ENDPOINT", "ftp://x")], "KUBERNARY_S3_ENDPOINT");
     usage_error(
         &["--no-stats"],
         &[BUCKET, ("KUBERNARY_DEBUG", "perhaps")],
@@ -151,12 +114,7 @@ fn environment_configures_the_daemon() {
     let listen = format!("127.0.0.1:{}", support::free_port());
     let daemon = Daemon::start(
         &[],
-        &[
-            BUCKET,
-            ("KUBERNARY_NO_STATS", "true"),
-            ("KUBERNARY_LISTEN", &listen),
-            ("KUBERNARY_DEBUG", "1"),
-        ],
+        &[BUCKET, ("KUBERNARY_NO_STATS", "true"), ("KUBERNARY_LISTEN", &listen), ("KUBERNARY_DEBUG", "1")],
     );
     assert_eq!(daemon.addr().to_string(), listen);
     assert_eq!(daemon.get("/livez").status, 200);

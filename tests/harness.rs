@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::{
-    eventually, http_request, ContainerCredsServer, CredsMode, HangServer, S3Server,
-    StatsdReceiver, TestCa, TestCreds,
+    eventually, http_request, ContainerCredsServer, CredsMode, HangServer, S3Server, StatsdReceiver, TestCa,
+    TestCreds,
 };
 
 #[test]
@@ -19,11 +19,7 @@ fn rclone_over_http_refuses_unsigned_requests() {
     let t0 = Instant::now();
     let s3 = S3Server::start();
     eprintln!("rclone serve s3 (http) up in {:?}", t0.elapsed());
-    assert!(
-        s3.endpoint().starts_with("http://127.0.0.1:"),
-        "{}",
-        s3.endpoint()
-    );
+    assert!(s3.endpoint().starts_with("http://127.0.0.1:"), "{}", s3.endpoint());
 
     s3.put_object("bucket", "dir/check", b"canary payload");
     assert!(s3.data_dir().join("bucket/dir/check").is_file());
@@ -32,17 +28,8 @@ fn rclone_over_http_refuses_unsigned_requests() {
     // UnsupportedAlgorithm (a signed request with a wrong secret gets 403
     // SignatureDoesNotMatch); either way never the object.
     let resp = http_request(s3.addr(), "GET", "/bucket/dir/check", &[], b"").expect("GET");
-    assert!(
-        resp.status == 400 || resp.status == 403,
-        "unsigned GET: {} {}",
-        resp.status,
-        resp.body
-    );
-    assert!(
-        resp.body.contains("<Error>"),
-        "not an S3 error: {}",
-        resp.body
-    );
+    assert!(resp.status == 400 || resp.status == 403, "unsigned GET: {} {}", resp.status, resp.body);
+    assert!(resp.body.contains("<Error>"), "not an S3 error: {}", resp.body);
     assert!(!resp.body.contains("canary payload"), "{}", resp.body);
 
     s3.remove_object("bucket", "dir/check");
@@ -55,17 +42,10 @@ fn rclone_over_http_refuses_unsigned_requests() {
 fn rclone_over_https_presents_a_leaf_signed_by_the_test_ca() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let ca = TestCa::new();
-    for (path, marker) in [
-        (ca.ca_path(), ca.ca_pem()),
-        (ca.cert_path(), ca.cert_pem()),
-        (ca.key_path(), ca.key_pem()),
-    ] {
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            marker,
-            "{}",
-            path.display()
-        );
+    for (path, marker) in
+        [(ca.ca_path(), ca.ca_pem()), (ca.cert_path(), ca.cert_pem()), (ca.key_path(), ca.key_pem())]
+    {
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), marker, "{}", path.display());
     }
     assert_ne!(ca.ca_pem(), ca.cert_pem(), "leaf must not be the CA itself");
 
@@ -81,11 +61,8 @@ fn rclone_over_https_presents_a_leaf_signed_by_the_test_ca() {
         roots.add(cert.expect("parse ca.pem")).expect("add CA root");
     }
     assert_eq!(roots.len(), 1);
-    let config = Arc::new(
-        rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let config =
+        Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth());
 
     // Both names the leaf carries must verify.
     for name in ["localhost", "127.0.0.1"] {
@@ -94,10 +71,8 @@ fn rclone_over_https_presents_a_leaf_signed_by_the_test_ca() {
         let tcp = TcpStream::connect(s3.addr()).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut tls = rustls::StreamOwned::new(conn, tcp);
-        tls.write_all(
-            format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .unwrap_or_else(|e| panic!("TLS handshake as {name}: {e}"));
+        tls.write_all(format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes())
+            .unwrap_or_else(|e| panic!("TLS handshake as {name}: {e}"));
         let mut answer = Vec::new();
         match tls.read_to_end(&mut answer) {
             Ok(_) => {}
@@ -117,14 +92,9 @@ fn statsd_receiver_splits_datagrams_into_lines() {
     assert!(statsd.addr().ip().is_loopback());
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     sender
-        .send_to(
-            b"kubernary.s3.download.succeeded:1|c\nkubernary.s3.download.duration:12|ms",
-            statsd.addr(),
-        )
+        .send_to(b"kubernary.s3.download.succeeded:1|c\nkubernary.s3.download.duration:12|ms", statsd.addr())
         .unwrap();
-    sender
-        .send_to(b"kubernary.s3.download.failed:1|c\n", statsd.addr())
-        .unwrap();
+    sender.send_to(b"kubernary.s3.download.failed:1|c\n", statsd.addr()).unwrap();
 
     let lines = statsd.lines_until(|l| l.len() >= 3, Duration::from_secs(5));
     assert_eq!(
@@ -168,9 +138,7 @@ fn container_creds_server_serves_then_fails() {
     let resp = http_request(server.addr(), "GET", "/v1/credentials", &[], b"").unwrap();
     assert_eq!(resp.status, 500, "{}", resp.body);
 
-    assert!(eventually(Duration::from_secs(5), || server
-        .request_count()
-        == 2));
+    assert!(eventually(Duration::from_secs(5), || server.request_count() == 2));
     let reqs = server.requests();
     assert_eq!(reqs[0].path, "/v1/credentials");
     assert_eq!(reqs[0].header("authorization"), Some("pod-identity-token"));
@@ -181,17 +149,10 @@ fn container_creds_server_serves_then_fails() {
 fn hang_server_accepts_and_never_answers() {
     let hang = HangServer::start();
     let mut conn = TcpStream::connect(hang.addr()).unwrap();
-    conn.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut buf = [0u8; 16];
-    let err = conn
-        .read(&mut buf)
-        .expect_err("hang server must not answer or close");
-    assert!(
-        matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-        "{err}"
-    );
+    let err = conn.read(&mut buf).expect_err("hang server must not answer or close");
+    assert!(matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "{err}");
     assert!(eventually(Duration::from_secs(5), || hang.connections() == 1));
 }

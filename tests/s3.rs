@@ -6,8 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    ContainerCredsServer, CredsMode, Daemon, HangServer, S3Server, StatsdReceiver, TestCa,
-    TestCreds,
+    ContainerCredsServer, CredsMode, Daemon, HangServer, S3Server, StatsdReceiver, TestCa, TestCreds,
 };
 
 const BUCKET: &str = "canary";
@@ -44,21 +43,13 @@ fn object_present_passes_and_counts_success() {
     let lines = statsd.lines_until(
         |l| {
             l.iter().any(|x| x == "kubernary.s3.download.succeeded:1|c")
-                && l.iter()
-                    .any(|x| x.starts_with("kubernary.s3.download.duration:"))
+                && l.iter().any(|x| x.starts_with("kubernary.s3.download.duration:"))
         },
         Duration::from_secs(10),
     );
+    assert!(lines.iter().any(|l| l == "kubernary.s3.download.succeeded:1|c"), "{lines:?}");
     assert!(
-        lines
-            .iter()
-            .any(|l| l == "kubernary.s3.download.succeeded:1|c"),
-        "{lines:?}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("kubernary.s3.download.duration:") && l.ends_with("|ms")),
+        lines.iter().any(|l| l.starts_with("kubernary.s3.download.duration:") && l.ends_with("|ms")),
         "{lines:?}"
     );
 }
@@ -79,23 +70,13 @@ fn object_absent_fails_naming_bucket_and_key_and_counts_failure() {
     let error = body["s3"]["error"].as_str().unwrap();
     assert_eq!(body["s3"]["ok"], false);
     assert_eq!(body["s3"]["reason"], "not_found", "{body}");
-    assert!(
-        error.contains(&format!("s3://{BUCKET}/missing/object")),
-        "{error}"
-    );
+    assert!(error.contains(&format!("s3://{BUCKET}/missing/object")), "{error}");
     assert!(error.contains("404 NoSuchKey"), "{error}");
     assert!(error.contains(&endpoint), "{error}");
 
-    let lines = statsd.lines_until(
-        |l| l.iter().any(|x| x == "kubernary.s3.download.failed:1|c"),
-        Duration::from_secs(10),
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l == "kubernary.s3.download.failed:1|c"),
-        "{lines:?}"
-    );
+    let lines = statsd
+        .lines_until(|l| l.iter().any(|x| x == "kubernary.s3.download.failed:1|c"), Duration::from_secs(10));
+    assert!(lines.iter().any(|l| l == "kubernary.s3.download.failed:1|c"), "{lines:?}");
     assert!(!lines.iter().any(|l| l.contains("succeeded")), "{lines:?}");
 }
 
@@ -117,10 +98,7 @@ fn wrong_secret_fails_with_the_servers_reason() {
     assert_eq!(body["s3"]["reason"], "denied", "{body}");
     let error = body["s3"]["error"].as_str().unwrap();
     assert!(error.contains("403 SignatureDoesNotMatch"), "{error}");
-    assert!(
-        !error.contains("not-the-secret-at-all"),
-        "the secret leaked: {error}"
-    );
+    assert!(!error.contains("not-the-secret-at-all"), "the secret leaked: {error}");
 }
 
 #[test]
@@ -129,30 +107,17 @@ fn no_credentials_is_a_failing_check_and_credentials_that_appear_later_are_used(
     let endpoint = s3.endpoint();
     let daemon = Daemon::start(
         &["--no-stats"],
-        &[
-            ("KUBERNARY_S3_BUCKET", BUCKET),
-            ("KUBERNARY_S3_ENDPOINT", &endpoint),
-        ],
+        &[("KUBERNARY_S3_BUCKET", BUCKET), ("KUBERNARY_S3_ENDPOINT", &endpoint)],
     );
     let (status, body) = daemon.json("/health");
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["s3"]["reason"], "credentials", "{body}");
     let error = body["s3"]["error"].as_str().unwrap();
     assert!(error.contains("no AWS credentials found"), "{error}");
-    for source in [
-        "env:",
-        "profile:",
-        "web_identity:",
-        "container:",
-        "instance_metadata:",
-    ] {
+    for source in ["env:", "profile:", "web_identity:", "container:", "instance_metadata:"] {
         assert!(error.contains(source), "{source} not explained in {error}");
     }
-    assert_eq!(
-        daemon.get("/livez").status,
-        200,
-        "the daemon must keep answering"
-    );
+    assert_eq!(daemon.get("/livez").status, 200, "the daemon must keep answering");
 
     // A shared credentials file written now is read by the next run.
     let aws = daemon.home().join(".aws");
@@ -188,19 +153,9 @@ fn container_credentials_endpoint_that_comes_up_later_is_used() {
     let (status, body) = daemon.json("/health");
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["s3"]["reason"], "credentials", "{body}");
-    assert!(
-        body["s3"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("container credentials"),
-        "{body}"
-    );
+    assert!(body["s3"]["error"].as_str().unwrap().contains("container credentials"), "{body}");
 
-    creds.set_mode(CredsMode::Serve(TestCreds::new(
-        s3.access_key(),
-        s3.secret_key(),
-        "session-token-xyz",
-    )));
+    creds.set_mode(CredsMode::Serve(TestCreds::new(s3.access_key(), s3.secret_key(), "session-token-xyz")));
     let (status, body) = daemon.json("/health");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["s3"]["credential_source"], "container", "{body}");
@@ -252,13 +207,7 @@ fn a_backend_that_never_answers_times_out_at_the_deadline() {
     let took = began.elapsed();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["s3"]["reason"], "timeout", "{body}");
-    assert!(
-        body["s3"]["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("timed out after 1s"),
-        "{body}"
-    );
+    assert!(body["s3"]["error"].as_str().unwrap().starts_with("timed out after 1s"), "{body}");
     // Generous bounds: the answer comes at the deadline, not at a 30 s
     // connect timeout or after a retry.
     assert!(took < Duration::from_secs(3), "answered after {took:?}");

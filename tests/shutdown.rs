@@ -43,15 +43,9 @@ fn sigterm_when_idle_exits_zero_promptly() {
     let (_s3, mut daemon) = idle_daemon(&["--no-stats"]);
     let began = Instant::now();
     daemon.signal("TERM");
-    let status = daemon
-        .wait_exit(Duration::from_secs(10))
-        .expect("exit after SIGTERM");
+    let status = daemon.wait_exit(Duration::from_secs(10)).expect("exit after SIGTERM");
     assert_eq!(status.code(), Some(0));
-    assert!(
-        began.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        began.elapsed()
-    );
+    assert!(began.elapsed() < Duration::from_secs(2), "took {:?}", began.elapsed());
 }
 
 #[test]
@@ -59,9 +53,7 @@ fn quitquitquit_answers_and_exits_zero() {
     let (_s3, mut daemon) = idle_daemon(&["--no-stats"]);
     let response = daemon.get("/quitquitquit");
     assert_eq!(response.status, 200);
-    let status = daemon
-        .wait_exit(Duration::from_secs(10))
-        .expect("exit after /quitquitquit");
+    let status = daemon.wait_exit(Duration::from_secs(10)).expect("exit after /quitquitquit");
     assert_eq!(status.code(), Some(0));
 }
 
@@ -76,31 +68,18 @@ fn quitquitquit_can_be_turned_off() {
 #[test]
 fn draining_answers_requests_in_flight_and_reports_shutting_down() {
     let hang = HangServer::start();
-    let mut daemon = hanging_daemon(
-        &hang,
-        "2s",
-        &["--no-stats", "--close-after=10s", "--kill-after=20s"],
-    );
+    let mut daemon = hanging_daemon(&hang, "2s", &["--no-stats", "--close-after=10s", "--kill-after=20s"]);
     let addr = daemon.addr();
-    let in_flight = thread::spawn(move || {
-        support::http_request(addr, "GET", "/health", &[], b"").map(|r| r.status)
-    });
+    let in_flight =
+        thread::spawn(move || support::http_request(addr, "GET", "/health", &[], b"").map(|r| r.status));
     thread::sleep(Duration::from_millis(300));
     daemon.signal("TERM");
     assert!(daemon.wait_for_log("shutting down: SIGTERM", Duration::from_secs(5)));
     let (status, body) = daemon.json("/health");
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["s3"]["error"], "shutting down");
-    assert_eq!(
-        in_flight
-            .join()
-            .unwrap()
-            .expect("the request in flight is answered"),
-        503
-    );
-    let status = daemon
-        .wait_exit(Duration::from_secs(10))
-        .expect("exit once drained");
+    assert_eq!(in_flight.join().unwrap().expect("the request in flight is answered"), 503);
+    let status = daemon.wait_exit(Duration::from_secs(10)).expect("exit once drained");
     assert_eq!(status.code(), Some(0), "a drained shutdown is graceful");
 }
 
@@ -112,43 +91,23 @@ fn a_hung_check_is_left_behind_at_its_timeout() {
     daemon.signal("TERM");
     let status = daemon.wait_exit(Duration::from_secs(20)).expect("exit");
     assert_eq!(status.code(), Some(0));
-    assert!(
-        began.elapsed() < Duration::from_secs(5),
-        "took {:?} with a 1s check timeout",
-        began.elapsed()
-    );
+    assert!(began.elapsed() < Duration::from_secs(5), "took {:?} with a 1s check timeout", began.elapsed());
 }
 
 #[test]
 fn kill_after_bounds_the_exit_when_a_backend_never_answers() {
     let hang = HangServer::start();
-    let mut daemon = hanging_daemon(
-        &hang,
-        "60s",
-        &["--no-stats", "--close-after=500ms", "--kill-after=1s"],
-    );
+    let mut daemon = hanging_daemon(&hang, "60s", &["--no-stats", "--close-after=500ms", "--kill-after=1s"]);
     let addr = daemon.addr();
     let _in_flight = thread::spawn(move || support::http_request(addr, "GET", "/health", &[], b""));
     thread::sleep(Duration::from_millis(300));
     let began = Instant::now();
     daemon.signal("TERM");
-    let status = daemon
-        .wait_exit(Duration::from_secs(20))
-        .expect("kill-after must end the process");
+    let status = daemon.wait_exit(Duration::from_secs(20)).expect("kill-after must end the process");
     let took = began.elapsed();
-    assert!(
-        took < Duration::from_secs(5),
-        "took {took:?} with --kill-after=1s"
-    );
-    assert!(
-        took >= Duration::from_millis(900),
-        "exited after {took:?}, before --kill-after"
-    );
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "a forced exit is not a graceful one"
-    );
+    assert!(took < Duration::from_secs(5), "took {took:?} with --kill-after=1s");
+    assert!(took >= Duration::from_millis(900), "exited after {took:?}, before --kill-after");
+    assert_eq!(status.code(), Some(1), "a forced exit is not a graceful one");
 }
 
 #[test]
@@ -159,9 +118,7 @@ fn a_second_signal_exits_at_once() {
     assert!(daemon.wait_for_log("shutting down", Duration::from_secs(5)));
     let began = Instant::now();
     daemon.signal("INT");
-    let status = daemon
-        .wait_exit(Duration::from_secs(10))
-        .expect("second signal exits");
+    let status = daemon.wait_exit(Duration::from_secs(10)).expect("second signal exits");
     assert!(began.elapsed() < Duration::from_secs(2));
     assert_ne!(status.code(), Some(0));
 }

@@ -100,11 +100,7 @@ const CONTAINER_HOST: &str = "http://169.254.170.2";
 
 /// Resolves credentials through env, profile, web identity, container and
 /// instance metadata, in that order (the SDKs' order).
-pub fn resolve(
-    agent: &ureq::Agent,
-    env: &dyn Env,
-    attempt: &Attempt,
-) -> Result<AwsCredentials, Failure> {
+pub fn resolve(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Result<AwsCredentials, Failure> {
     let sources: [(Source, Finder); 5] = [
         (Source::Env, from_env),
         (Source::Profile, from_profile),
@@ -126,10 +122,7 @@ pub fn resolve(
             }
         }
     }
-    Err(Failure::new(
-        Reason::Credentials,
-        format!("no AWS credentials found ({})", absent.join("; ")),
-    ))
+    Err(Failure::new(Reason::Credentials, format!("no AWS credentials found ({})", absent.join("; "))))
 }
 
 fn from_env(_: &ureq::Agent, env: &dyn Env, _: &Attempt) -> Result<Answer, Failure> {
@@ -164,22 +157,13 @@ fn from_profile(_: &ureq::Agent, env: &dyn Env, _: &Attempt) -> Result<Answer, F
         .var("AWS_SHARED_CREDENTIALS_FILE")
         .map(PathBuf::from)
         .or_else(|| home(env).map(|h| h.join(".aws/credentials")));
-    let config_file = env
-        .var("AWS_CONFIG_FILE")
-        .map(PathBuf::from)
-        .or_else(|| home(env).map(|h| h.join(".aws/config")));
+    let config_file =
+        env.var("AWS_CONFIG_FILE").map(PathBuf::from).or_else(|| home(env).map(|h| h.join(".aws/config")));
     // The credentials file names sections `[name]`; the config file names
     // them `[profile name]`, except `[default]`.
-    let config_section = if profile == "default" {
-        profile.clone()
-    } else {
-        format!("profile {profile}")
-    };
+    let config_section = if profile == "default" { profile.clone() } else { format!("profile {profile}") };
     let mut looked = Vec::new();
-    for (path, section) in [
-        (credentials_file, profile.clone()),
-        (config_file, config_section),
-    ] {
+    for (path, section) in [(credentials_file, profile.clone()), (config_file, config_section)] {
         let Some(path) = path else { continue };
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
@@ -188,10 +172,7 @@ fn from_profile(_: &ureq::Agent, env: &dyn Env, _: &Attempt) -> Result<Answer, F
                 continue;
             }
             Err(e) => {
-                return Err(Failure::new(
-                    Reason::Credentials,
-                    format!("cannot read {}: {e}", path.display()),
-                ))
+                return Err(Failure::new(Reason::Credentials, format!("cannot read {}: {e}", path.display())))
             }
         };
         let Some(values) = ini_section(&text, &section) else {
@@ -253,10 +234,7 @@ fn ini_section(text: &str, section: &str) -> Option<HashMap<String, String>> {
 /// The STS endpoint for a region, as the SDKs pick it now (regional), with
 /// `AWS_ENDPOINT_URL_STS` / `AWS_ENDPOINT_URL` as overrides.
 pub fn sts_endpoint(env: &dyn Env, region: Option<&str>) -> String {
-    if let Some(url) = env
-        .var("AWS_ENDPOINT_URL_STS")
-        .or_else(|| env.var("AWS_ENDPOINT_URL"))
-    {
+    if let Some(url) = env.var("AWS_ENDPOINT_URL_STS").or_else(|| env.var("AWS_ENDPOINT_URL")) {
         return url.trim_end_matches('/').to_string();
     }
     let region = region
@@ -270,30 +248,19 @@ pub fn sts_endpoint(env: &dyn Env, region: Option<&str>) -> String {
     }
 }
 
-fn from_web_identity(
-    agent: &ureq::Agent,
-    env: &dyn Env,
-    attempt: &Attempt,
-) -> Result<Answer, Failure> {
+fn from_web_identity(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Result<Answer, Failure> {
     let Some(token_file) = env.var("AWS_WEB_IDENTITY_TOKEN_FILE") else {
         return Ok(Answer::Absent("AWS_WEB_IDENTITY_TOKEN_FILE not set".into()));
     };
     let role_arn = env.var("AWS_ROLE_ARN").ok_or_else(|| {
-        Failure::new(
-            Reason::Credentials,
-            "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not",
-        )
+        Failure::new(Reason::Credentials, "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not")
     })?;
     // Projected tokens rotate, so the file is read on every run.
     let token = std::fs::read_to_string(&token_file).map_err(|e| {
-        Failure::new(
-            Reason::Credentials,
-            format!("cannot read web identity token {token_file}: {e}"),
-        )
+        Failure::new(Reason::Credentials, format!("cannot read web identity token {token_file}: {e}"))
     })?;
-    let session = env
-        .var("AWS_ROLE_SESSION_NAME")
-        .unwrap_or_else(|| format!("kubernary-{}", std::process::id()));
+    let session =
+        env.var("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| format!("kubernary-{}", std::process::id()));
     let endpoint = sts_endpoint(env, None);
     let what = format!("AssumeRoleWithWebIdentity for {role_arn} at {endpoint}");
     // POST keeps the token out of the URL, and so out of any log of URLs.
@@ -316,9 +283,8 @@ fn from_web_identity(
         ));
     }
     let field = |tag: &str| {
-        xml_text(&reply.body, tag).ok_or_else(|| {
-            Failure::new(Reason::Credentials, format!("{what}: answer has no {tag}"))
-        })
+        xml_text(&reply.body, tag)
+            .ok_or_else(|| Failure::new(Reason::Credentials, format!("{what}: answer has no {tag}")))
     };
     Ok(Answer::Found(AwsCredentials {
         access_key: field("AccessKeyId")?,
@@ -328,21 +294,19 @@ fn from_web_identity(
     }))
 }
 
-fn from_container(
-    agent: &ureq::Agent,
-    env: &dyn Env,
-    attempt: &Attempt,
-) -> Result<Answer, Failure> {
+fn from_container(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Result<Answer, Failure> {
     let url = match (
         env.var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
         env.var("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
     ) {
         (Some(relative), _) => format!("{CONTAINER_HOST}{relative}"),
         (None, Some(full)) => full,
-        (None, None) => return Ok(Answer::Absent(
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_CREDENTIALS_FULL_URI not set"
-                .into(),
-        )),
+        (None, None) => {
+            return Ok(Answer::Absent(
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_CREDENTIALS_FULL_URI not set"
+                    .into(),
+            ))
+        }
     };
     // EKS Pod Identity mounts a rotating token file; ECS may give the token
     // itself.
@@ -372,18 +336,10 @@ fn from_container(
 
 /// The JSON document both the container endpoint and instance metadata serve.
 fn json_credentials(body: &str, what: &str, source: Source) -> Result<AwsCredentials, Failure> {
-    let doc: serde_json::Value = serde_json::from_str(body).map_err(|e| {
-        Failure::new(
-            Reason::Credentials,
-            format!("{what}: answer is not JSON: {e}"),
-        )
-    })?;
-    let field = |name: &str| {
-        doc.get(name)
-            .and_then(|v| v.as_str())
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
+    let doc: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| Failure::new(Reason::Credentials, format!("{what}: answer is not JSON: {e}")))?;
+    let field =
+        |name: &str| doc.get(name).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
     match (field("AccessKeyId"), field("SecretAccessKey")) {
         (Some(access_key), Some(secret_key)) => Ok(AwsCredentials {
             access_key,
@@ -402,35 +358,25 @@ fn json_credentials(body: &str, what: &str, source: Source) -> Result<AwsCredent
 /// metadata address belongs to nobody (or to someone else), so we do not
 /// send it requests unless told to with `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
 fn looks_like_ec2() -> bool {
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-    };
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().to_ascii_lowercase();
     read("/sys/class/dmi/id/board_vendor").contains("amazon")
         || read("/sys/class/dmi/id/sys_vendor").contains("amazon")
         || read("/sys/class/dmi/id/product_uuid").starts_with("ec2")
         || read("/sys/hypervisor/uuid").starts_with("ec2")
 }
 
-fn from_instance_metadata(
-    agent: &ureq::Agent,
-    env: &dyn Env,
-    attempt: &Attempt,
-) -> Result<Answer, Failure> {
-    if env
-        .var("AWS_EC2_METADATA_DISABLED")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
+fn from_instance_metadata(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Result<Answer, Failure> {
+    if env.var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return Ok(Answer::Absent("AWS_EC2_METADATA_DISABLED=true".into()));
     }
     let endpoint = match env.var("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
         Some(e) => e.trim_end_matches('/').to_string(),
         None if looks_like_ec2() => METADATA_ENDPOINT.to_string(),
-        None => return Ok(Answer::Absent(
-            "not an EC2 instance (set AWS_EC2_METADATA_SERVICE_ENDPOINT to use a metadata proxy)"
-                .into(),
-        )),
+        None => {
+            return Ok(Answer::Absent(
+                "not an EC2 instance (set AWS_EC2_METADATA_SERVICE_ENDPOINT to use a metadata proxy)".into(),
+            ))
+        }
     };
     // IMDSv2 first; kube2iam and older proxies answer the token PUT with an
     // error, and then v1 is the way.
@@ -462,12 +408,7 @@ fn from_instance_metadata(
         Ok((reply.body, what))
     };
     let (roles, _) = get("")?;
-    let role = roles
-        .lines()
-        .next()
-        .map(str::trim)
-        .unwrap_or_default()
-        .to_string();
+    let role = roles.lines().next().map(str::trim).unwrap_or_default().to_string();
     if role.is_empty() {
         return Err(Failure::new(
             Reason::Credentials,
@@ -484,10 +425,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn attempt() -> Attempt {
@@ -501,46 +439,22 @@ mod tests {
 
     #[test]
     fn env_wins_and_says_so() {
-        let e = env(&[
-            ("AWS_ACCESS_KEY_ID", "AK"),
-            ("AWS_SECRET_ACCESS_KEY", "SK"),
-            ("HOME", "/nonexistent"),
-        ]);
+        let e =
+            env(&[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK"), ("HOME", "/nonexistent")]);
         let c = resolve(&agent(), &e, &attempt()).unwrap();
         assert_eq!((c.access_key.as_str(), c.source), ("AK", Source::Env));
-        assert!(
-            !format!("{c:?}").contains("SK"),
-            "Debug must hide the secret"
-        );
+        assert!(!format!("{c:?}").contains("SK"), "Debug must hide the secret");
     }
 
     #[test]
     fn nothing_configured_lists_every_source() {
-        let e = env(&[
-            ("HOME", "/nonexistent"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ]);
+        let e = env(&[("HOME", "/nonexistent"), ("AWS_EC2_METADATA_DISABLED", "true")]);
         let f = resolve(&agent(), &e, &attempt()).unwrap_err();
         assert_eq!(f.reason, Reason::Credentials);
-        for source in [
-            "env:",
-            "profile:",
-            "web_identity:",
-            "container:",
-            "instance_metadata:",
-        ] {
-            assert!(
-                f.message.contains(source),
-                "{source} missing from {}",
-                f.message
-            );
+        for source in ["env:", "profile:", "web_identity:", "container:", "instance_metadata:"] {
+            assert!(f.message.contains(source), "{source} missing from {}", f.message);
         }
-        assert!(
-            f.message
-                .contains("/nonexistent/.aws/credentials not found"),
-            "{}",
-            f.message
-        );
+        assert!(f.message.contains("/nonexistent/.aws/credentials not found"), "{}", f.message);
     }
 
     #[test]
@@ -569,8 +483,7 @@ mod tests {
         ]);
         let f = resolve(&agent(), &e, &attempt()).unwrap_err();
         assert!(
-            f.message
-                .starts_with("web_identity credentials failed: cannot read web identity token"),
+            f.message.starts_with("web_identity credentials failed: cannot read web identity token"),
             "{}",
             f.message
         );
@@ -582,15 +495,9 @@ mod tests {
             sts_endpoint(&env(&[("AWS_REGION", "eu-west-1")]), None),
             "https://sts.eu-west-1.amazonaws.com"
         );
+        assert_eq!(sts_endpoint(&env(&[]), Some("cn-north-1")), "https://sts.cn-north-1.amazonaws.com.cn");
         assert_eq!(
-            sts_endpoint(&env(&[]), Some("cn-north-1")),
-            "https://sts.cn-north-1.amazonaws.com.cn"
-        );
-        assert_eq!(
-            sts_endpoint(
-                &env(&[("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:5000/")]),
-                None
-            ),
+            sts_endpoint(&env(&[("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:5000/")]), None),
             "http://127.0.0.1:5000"
         );
     }

@@ -64,18 +64,9 @@ mod tests {
     #[test]
     fn reads_aws_error_documents() {
         let body = "<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>";
-        assert_eq!(
-            describe_error(404, body),
-            "404 NoSuchKey: The specified key does not exist."
-        );
-        assert_eq!(
-            describe_error(403, "<Error><Code>AccessDenied</Code></Error>"),
-            "403 AccessDenied"
-        );
-        assert_eq!(
-            describe_error(502, "<html>bad gateway</html>"),
-            "502 Bad Gateway"
-        );
+        assert_eq!(describe_error(404, body), "404 NoSuchKey: The specified key does not exist.");
+        assert_eq!(describe_error(403, "<Error><Code>AccessDenied</Code></Error>"), "403 AccessDenied");
+        assert_eq!(describe_error(502, "<html>bad gateway</html>"), "502 Bad Gateway");
         assert_eq!(xml_text("<A>x &amp; y</A>", "A").as_deref(), Some("x & y"));
     }
 }

@@ -32,10 +32,7 @@ pub trait Check: Send + Sync {
 pub fn build(kind: &str, settings: &Settings) -> Result<Box<dyn Check>, String> {
     match kind {
         "s3" => Ok(Box::new(s3::S3::from_settings(settings)?)),
-        other => Err(format!(
-            "unknown check kind {other:?} (known kinds: {})",
-            KINDS.join(", ")
-        )),
+        other => Err(format!("unknown check kind {other:?} (known kinds: {})", KINDS.join(", "))),
     }
 }
 
@@ -92,10 +89,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(reason: Reason, message: impl Into<String>) -> Failure {
-        Failure {
-            reason,
-            message: message.into(),
-        }
+        Failure { reason, message: message.into() }
     }
 
     pub fn timeout(after: Duration) -> Failure {
@@ -109,10 +103,8 @@ impl Failure {
             _ if is_tls_error(err) => Failure::new(Reason::Tls, format!("{what}: TLS: {err}")),
             TimedOut | WouldBlock => Failure::timeout(attempt.timeout()),
             _ if attempt.expired() => Failure::timeout(attempt.timeout()),
-            ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
-            | AddrNotAvailable | BrokenPipe | UnexpectedEof => {
-                Failure::new(Reason::Connect, format!("{what}: {err}"))
-            }
+            ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | AddrNotAvailable
+            | BrokenPipe | UnexpectedEof => Failure::new(Reason::Connect, format!("{what}: {err}")),
             _ if is_resolve_error(err) => Failure::new(Reason::Dns, format!("{what}: {err}")),
             _ => Failure::new(Reason::Connect, format!("{what}: {err}")),
         }
@@ -134,8 +126,7 @@ impl fmt::Display for Failure {
 /// A TLS failure (bad certificate, handshake with a plain-TCP port, ...)
 /// surfaces from rustls as an I/O error that wraps a `rustls::Error`.
 pub fn is_tls_error(err: &io::Error) -> bool {
-    err.get_ref()
-        .is_some_and(|inner| inner.is::<rustls::Error>())
+    err.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
 }
 
 /// std reports resolver failures as `io::ErrorKind::Uncategorized` with the
@@ -159,11 +150,7 @@ pub struct Attempt {
 
 impl Attempt {
     pub fn new(started: Instant, timeout: Duration) -> Attempt {
-        Attempt {
-            started,
-            timeout,
-            notes: Mutex::new(Vec::new()),
-        }
+        Attempt { started, timeout, notes: Mutex::new(Vec::new()) }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -205,10 +192,7 @@ mod tests {
 
     #[test]
     fn remaining_turns_into_a_timeout_at_the_deadline() {
-        let attempt = Attempt::new(
-            Instant::now() - Duration::from_secs(3),
-            Duration::from_secs(2),
-        );
+        let attempt = Attempt::new(Instant::now() - Duration::from_secs(3), Duration::from_secs(2));
         let failure = attempt.remaining().unwrap_err();
         assert_eq!(failure.reason, Reason::Timeout);
         assert_eq!(failure.message, "timed out after 2s");
@@ -222,12 +206,8 @@ mod tests {
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         assert_eq!(Failure::io("x", &refused, &attempt).reason, Reason::Connect);
         let timed_out = io::Error::from(io::ErrorKind::TimedOut);
-        assert_eq!(
-            Failure::io("x", &timed_out, &attempt).reason,
-            Reason::Timeout
-        );
-        let resolve =
-            io::Error::other("failed to lookup address information: Name or service not known");
+        assert_eq!(Failure::io("x", &timed_out, &attempt).reason, Reason::Timeout);
+        let resolve = io::Error::other("failed to lookup address information: Name or service not known");
         assert_eq!(Failure::io("x", &resolve, &attempt).reason, Reason::Dns);
     }
 }

@@ -24,63 +24,34 @@ pub struct S3 {
 
 impl S3 {
     pub fn from_settings(settings: &Settings) -> Result<S3, String> {
-        let bucket = settings
-            .require("BUCKET", "the bucket to read from")?
-            .to_string();
-        let key = settings
-            .or("KEY", "check")
-            .trim_start_matches('/')
-            .to_string();
+        let bucket = settings.require("BUCKET", "the bucket to read from")?.to_string();
+        let key = settings.or("KEY", "check").trim_start_matches('/').to_string();
         let region = settings.or("REGION", "us-east-1").to_string();
-        let endpoint = settings
-            .get("ENDPOINT")
-            .map(|e| e.trim_end_matches('/').to_string());
+        let endpoint = settings.get("ENDPOINT").map(|e| e.trim_end_matches('/').to_string());
         if let Some(e) = &endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(format!(
-                    "{}: {e:?} is not an http:// or https:// URL",
-                    settings.var("ENDPOINT")
-                ));
+                return Err(format!("{}: {e:?} is not an http:// or https:// URL", settings.var("ENDPOINT")));
             }
         }
         if endpoint.is_none() && region.parse::<Region>().is_err() {
-            return Err(format!(
-                "{}: unknown region {region:?}",
-                settings.var("REGION")
-            ));
+            return Err(format!("{}: unknown region {region:?}", settings.var("REGION")));
         }
         let agent = client::agent(tls::root_certs(None)?, false);
-        Ok(S3 {
-            bucket,
-            key,
-            region,
-            endpoint,
-            agent,
-        })
+        Ok(S3 { bucket, key, region, endpoint, agent })
     }
 
     fn object(&self) -> String {
-        let from = self
-            .endpoint
-            .as_deref()
-            .map(|e| format!(" from {e}"))
-            .unwrap_or_default();
+        let from = self.endpoint.as_deref().map(|e| format!(" from {e}")).unwrap_or_default();
         format!("s3://{}/{}{from}", self.bucket, self.key)
     }
 
-    fn bucket(
-        &self,
-        creds: &credentials::AwsCredentials,
-        timeout: Duration,
-    ) -> Result<Box<Bucket>, Failure> {
+    fn bucket(&self, creds: &credentials::AwsCredentials, timeout: Duration) -> Result<Box<Bucket>, Failure> {
         let region = match &self.endpoint {
-            Some(endpoint) => Region::Custom {
-                region: self.region.clone(),
-                endpoint: endpoint.clone(),
-            },
-            None => self.region.parse().map_err(|e| {
-                Failure::new(Reason::Internal, format!("region {}: {e}", self.region))
-            })?,
+            Some(endpoint) => Region::Custom { region: self.region.clone(), endpoint: endpoint.clone() },
+            None => self
+                .region
+                .parse()
+                .map_err(|e| Failure::new(Reason::Internal, format!("region {}: {e}", self.region)))?,
         };
         let credentials = Credentials::new(
             Some(&creds.access_key),
@@ -95,9 +66,7 @@ impl S3 {
         if self.endpoint.is_some() {
             bucket = bucket.with_path_style();
         }
-        bucket
-            .with_request_timeout(timeout)
-            .map_err(|e| Failure::new(Reason::Internal, e.to_string()))
+        bucket.with_request_timeout(timeout).map_err(|e| Failure::new(Reason::Internal, e.to_string()))
     }
 }
 
@@ -124,17 +93,13 @@ impl Check for S3 {
             Ok(data) if (200..300).contains(&data.status_code()) => Ok(()),
             Ok(data) => {
                 let status = data.status_code();
-                let body =
-                    String::from_utf8_lossy(&data.as_slice()[..data.as_slice().len().min(4096)]);
+                let body = String::from_utf8_lossy(&data.as_slice()[..data.as_slice().len().min(4096)]);
                 let reason = match status {
                     404 => Reason::NotFound,
                     401 | 403 => Reason::Denied,
                     _ => Reason::HttpStatus,
                 };
-                Err(Failure::new(
-                    reason,
-                    format!("{what} failed: {}", aws::describe_error(status, &body)),
-                ))
+                Err(Failure::new(reason, format!("{what} failed: {}", aws::describe_error(status, &body))))
             }
             Err(e) => Err(s3_error(&what, e, attempt)),
         }
@@ -146,9 +111,7 @@ impl Check for S3 {
 fn preflight(url: &str, attempt: &Attempt) -> Result<(), Failure> {
     let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
     let authority = rest.split('/').next().unwrap_or(rest);
-    let host_port = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    let host_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
         && !authority.ends_with(']')
     {
         authority.to_string()
@@ -163,18 +126,10 @@ fn preflight(url: &str, attempt: &Attempt) -> Result<(), Failure> {
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, attempt.remaining()?) {
             Ok(_) => return Ok(()),
-            Err(e) => {
-                last = Some(Failure::io(
-                    &format!("connecting to {authority} ({addr})"),
-                    &e,
-                    attempt,
-                ))
-            }
+            Err(e) => last = Some(Failure::io(&format!("connecting to {authority} ({addr})"), &e, attempt)),
         }
     }
-    Err(last.unwrap_or_else(|| {
-        Failure::new(Reason::Dns, format!("{authority} resolves to no address"))
-    }))
+    Err(last.unwrap_or_else(|| Failure::new(Reason::Dns, format!("{authority} resolves to no address"))))
 }
 
 fn s3_error(what: &str, err: S3Error, attempt: &Attempt) -> Failure {
@@ -184,9 +139,7 @@ fn s3_error(what: &str, err: S3Error, attempt: &Attempt) -> Failure {
                 Failure::new(Reason::Tls, format!("{what} failed: TLS: {io}"))
             }
             attohttpc::ErrorKind::Io(io) => Failure::io(&format!("{what} failed"), &io, attempt),
-            attohttpc::ErrorKind::Tls(e) => {
-                Failure::new(Reason::Tls, format!("{what} failed: TLS: {e}"))
-            }
+            attohttpc::ErrorKind::Tls(e) => Failure::new(Reason::Tls, format!("{what} failed: TLS: {e}")),
             other => {
                 let text = attohttpc::Error::from(other).to_string();
                 if attempt.expired() {
@@ -197,10 +150,9 @@ fn s3_error(what: &str, err: S3Error, attempt: &Attempt) -> Failure {
             }
         },
         S3Error::Io(io) => Failure::io(&format!("{what} failed"), &io, attempt),
-        S3Error::HttpFailWithBody(status, body) => Failure::new(
-            Reason::HttpStatus,
-            format!("{what} failed: {}", aws::describe_error(status, &body)),
-        ),
+        S3Error::HttpFailWithBody(status, body) => {
+            Failure::new(Reason::HttpStatus, format!("{what} failed: {}", aws::describe_error(status, &body)))
+        }
         other => Failure::new(Reason::Internal, format!("{what} failed: {other}")),
     }
 }

@@ -13,10 +13,7 @@ pub struct Settings<'a> {
 
 impl<'a> Settings<'a> {
     pub fn new(check_name: &str, env: &'a HashMap<String, String>) -> Settings<'a> {
-        let prefix = format!(
-            "KUBERNARY_{}_",
-            check_name.to_ascii_uppercase().replace('-', "_")
-        );
+        let prefix = format!("KUBERNARY_{}_", check_name.to_ascii_uppercase().replace('-', "_"));
         Settings { prefix, env }
     }
 
@@ -27,15 +24,11 @@ impl<'a> Settings<'a> {
 
     /// A set, non-empty value.
     pub fn get(&self, key: &str) -> Option<&'a str> {
-        self.env
-            .get(&self.var(key))
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+        self.env.get(&self.var(key)).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
     pub fn require(&self, key: &str, what: &str) -> Result<&'a str, String> {
-        self.get(key)
-            .ok_or_else(|| format!("{} is not set: it names {what}", self.var(key)))
+        self.get(key).ok_or_else(|| format!("{} is not set: it names {what}", self.var(key)))
     }
 
     pub fn or(&self, key: &str, default: &'a str) -> &'a str {
@@ -60,9 +53,9 @@ impl<'a> Settings<'a> {
     pub fn number(&self, key: &str, default: u64) -> Result<u64, String> {
         match self.get(key) {
             None => Ok(default),
-            Some(text) => text
-                .parse()
-                .map_err(|_| format!("{}: expected a whole number, got {text:?}", self.var(key))),
+            Some(text) => {
+                text.parse().map_err(|_| format!("{}: expected a whole number, got {text:?}", self.var(key)))
+            }
         }
     }
 }
@@ -84,23 +77,14 @@ mod tests {
     fn names_variables_after_the_check() {
         let env = HashMap::from([
             ("KUBERNARY_MY_BUCKET_BUCKET".to_string(), "b".to_string()),
-            (
-                "KUBERNARY_MY_BUCKET_TIMEOUT".to_string(),
-                "soon".to_string(),
-            ),
+            ("KUBERNARY_MY_BUCKET_TIMEOUT".to_string(), "soon".to_string()),
         ]);
         let s = Settings::new("my-bucket", &env);
         assert_eq!(s.get("BUCKET"), Some("b"));
         assert_eq!(s.or("KEY", "check"), "check");
         let err = s.duration("TIMEOUT", Duration::from_secs(2)).unwrap_err();
-        assert!(
-            err.starts_with("KUBERNARY_MY_BUCKET_TIMEOUT: invalid duration"),
-            "{err}"
-        );
+        assert!(err.starts_with("KUBERNARY_MY_BUCKET_TIMEOUT: invalid duration"), "{err}");
         let err = s.require("REGION", "the bucket's region").unwrap_err();
-        assert_eq!(
-            err,
-            "KUBERNARY_MY_BUCKET_REGION is not set: it names the bucket's region"
-        );
+        assert_eq!(err, "KUBERNARY_MY_BUCKET_REGION is not set: it names the bucket's region");
     }
 }

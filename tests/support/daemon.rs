@@ -72,22 +72,14 @@ impl Daemon {
     }
 
     fn spawn(args: &[&str], envs: &[(&str, &str)], add_listen: bool) -> Daemon {
-        let home = tempfile::Builder::new()
-            .prefix("kubernary-home-")
-            .tempdir()
-            .expect("tempdir for HOME");
+        let home = tempfile::Builder::new().prefix("kubernary-home-").tempdir().expect("tempdir for HOME");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubernary"));
         cmd.env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
+            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("HOME", home.path())
             .env("RUST_BACKTRACE", "1");
-        let has_listen = args
-            .iter()
-            .any(|a| *a == "--listen" || a.starts_with("--listen="))
+        let has_listen = args.iter().any(|a| *a == "--listen" || a.starts_with("--listen="))
             || envs.iter().any(|(k, _)| *k == "KUBERNARY_LISTEN");
         if add_listen && !has_listen {
             cmd.args(["--listen", "127.0.0.1:0"]);
@@ -102,26 +94,10 @@ impl Daemon {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let readers = vec![
-            collect_lines(
-                child.stderr.take().expect("piped stderr"),
-                stderr.clone(),
-                "[daemon] ",
-            ),
-            collect_lines(
-                child.stdout.take().expect("piped stdout"),
-                stdout.clone(),
-                "[daemon stdout] ",
-            ),
+            collect_lines(child.stderr.take().expect("piped stderr"), stderr.clone(), "[daemon] "),
+            collect_lines(child.stdout.take().expect("piped stdout"), stdout.clone(), "[daemon stdout] "),
         ];
-        Daemon {
-            child,
-            exit: None,
-            listen: None,
-            stderr,
-            stdout,
-            readers,
-            home,
-        }
+        Daemon { child, exit: None, listen: None, stderr, stdout, readers, home }
     }
 
     /// The HTTP address from the `listening on` line. For `spawn_raw`
@@ -129,12 +105,7 @@ impl Daemon {
     pub fn addr(&self) -> SocketAddr {
         self.listen
             .or_else(|| listen_addr(&self.logs()))
-            .unwrap_or_else(|| {
-                panic!(
-                    "kubernary has not logged `listening on`\n{}",
-                    self.output_for_panic()
-                )
-            })
+            .unwrap_or_else(|| panic!("kubernary has not logged `listening on`\n{}", self.output_for_panic()))
     }
 
     pub fn pid(&self) -> u32 {
@@ -154,12 +125,7 @@ impl Daemon {
 
     pub fn request(&self, method: &str, path: &str) -> Response {
         self.try_request(method, path, &[], b"")
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{method} {path}: no HTTP answer: {e}\n{}",
-                    self.output_for_panic()
-                )
-            })
+            .unwrap_or_else(|e| panic!("{method} {path}: no HTTP answer: {e}\n{}", self.output_for_panic()))
     }
 
     pub fn try_request(
@@ -182,10 +148,7 @@ impl Daemon {
     pub fn json(&self, path: &str) -> (u16, serde_json::Value) {
         let resp = self.get(path);
         let value = serde_json::from_str(&resp.body).unwrap_or_else(|e| {
-            panic!(
-                "GET {path}: status {} body is not JSON ({e}): {:?}",
-                resp.status, resp.body
-            )
+            panic!("GET {path}: status {} body is not JSON ({e}): {:?}", resp.status, resp.body)
         });
         (resp.status, value)
     }
@@ -204,38 +167,19 @@ impl Daemon {
     /// Whether a log line containing `substr` appears within `timeout`
     /// (lines already logged count).
     pub fn wait_for_log(&self, substr: &str, timeout: Duration) -> bool {
-        super::eventually(timeout, || {
-            self.stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains(substr))
-        })
+        super::eventually(timeout, || self.stderr.lock().unwrap().iter().any(|l| l.contains(substr)))
     }
 
     /// Sends a signal by name (`"TERM"`, `"INT"`, `"KILL"`, ...). Uses the
     /// shell's `kill` builtin so the tests need no libc crate. Panics if the
     /// daemon was already reaped (its pid may belong to someone else now).
     pub fn signal(&self, sig: &str) {
-        assert!(
-            self.exit.is_none(),
-            "signal {sig}: kubernary already exited with {:?}",
-            self.exit
-        );
+        assert!(self.exit.is_none(), "signal {sig}: kubernary already exited with {:?}", self.exit);
         let status = Command::new("sh")
-            .args([
-                "-c",
-                r#"kill -s "$0" "$1""#,
-                sig,
-                &self.child.id().to_string(),
-            ])
+            .args(["-c", r#"kill -s "$0" "$1""#, sig, &self.child.id().to_string()])
             .status()
             .expect("run sh -c kill");
-        assert!(
-            status.success(),
-            "kill -s {sig} {} failed: {status}",
-            self.child.id()
-        );
+        assert!(status.success(), "kill -s {sig} {} failed: {status}", self.child.id());
     }
 
     /// Waits up to `timeout` for the daemon to exit. On exit, also waits
@@ -303,9 +247,7 @@ fn collect_lines(
             match reader.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf)
-                        .trim_end_matches(['\n', '\r'])
-                        .to_string();
+                    let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
                     eprintln!("{prefix}{line}");
                     sink.lock().unwrap().push(line);
                 }

@@ -52,15 +52,8 @@ impl HangServer {
         let conns = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let kept = conns.clone();
-        let thread = accept_loop(listener, stop.clone(), move |s| {
-            kept.lock().unwrap().push(s)
-        });
-        HangServer {
-            addr,
-            conns,
-            stop,
-            thread: Some(thread),
-        }
+        let thread = accept_loop(listener, stop.clone(), move |s| kept.lock().unwrap().push(s));
+        HangServer { addr, conns, stop, thread: Some(thread) }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -122,10 +115,7 @@ pub struct RecordedRequest {
 
 impl RecordedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -151,10 +141,7 @@ impl ContainerCredsServer {
     pub fn start(mode: CredsMode) -> ContainerCredsServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind creds server");
         let addr = listener.local_addr().expect("creds server addr");
-        let state = Arc::new(CredsState {
-            mode: Mutex::new(mode),
-            requests: Mutex::new(Vec::new()),
-        });
+        let state = Arc::new(CredsState { mode: Mutex::new(mode), requests: Mutex::new(Vec::new()) });
         let stop = Arc::new(AtomicBool::new(false));
         let shared = state.clone();
         // Thread per connection: a client that stalls mid-request must not
@@ -163,12 +150,7 @@ impl ContainerCredsServer {
             let shared = shared.clone();
             std::thread::spawn(move || serve_creds(stream, &shared));
         });
-        ContainerCredsServer {
-            addr,
-            state,
-            stop,
-            thread: Some(thread),
-        }
+        ContainerCredsServer { addr, state, stop, thread: Some(thread) }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -209,10 +191,7 @@ fn serve_creds(stream: TcpStream, state: &CredsState) {
     };
     // Drain a body if one was sent, so closing does not reset the socket
     // before the client has read the answer.
-    if let Some(len) = req
-        .header("Content-Length")
-        .and_then(|l| l.parse::<u64>().ok())
-    {
+    if let Some(len) = req.header("Content-Length").and_then(|l| l.parse::<u64>().ok()) {
         let _ = std::io::copy(&mut (&mut reader).take(len), &mut std::io::sink());
     }
     state.requests.lock().unwrap().push(req);
@@ -267,9 +246,5 @@ fn read_request_head(reader: &mut impl BufRead) -> Option<RecordedRequest> {
             headers.push((n.trim().to_string(), v.trim().to_string()));
         }
     }
-    Some(RecordedRequest {
-        method,
-        path,
-        headers,
-    })
+    Some(RecordedRequest { method, path, headers })
 }

@@ -24,10 +24,7 @@ pub struct Response {
 impl Response {
     /// The first header named `name`, case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -63,10 +60,7 @@ pub fn send_raw(addr: SocketAddr, raw: &[u8], head_request: bool) -> io::Result<
 fn read_response(mut r: impl BufRead, head_request: bool) -> io::Result<Response> {
     let status_line = read_line(&mut r)?;
     if status_line.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed before a status line",
-        ));
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a status line"));
     }
     // "HTTP/1.1 200 OK"; the reason phrase is optional and ignored.
     let status = status_line
@@ -81,29 +75,18 @@ fn read_response(mut r: impl BufRead, head_request: bool) -> io::Result<Response
         if line.is_empty() {
             break;
         }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| bad(format!("bad header line: {line:?}")))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| bad(format!("bad header line: {line:?}")))?;
         headers.push((name.trim().to_string(), value.trim().to_string()));
     }
-    let resp = Response {
-        status,
-        headers,
-        body: String::new(),
-    };
+    let resp = Response { status, headers, body: String::new() };
 
     let no_body = head_request || status / 100 == 1 || status == 204 || status == 304;
     let body = if no_body {
         Vec::new()
-    } else if resp
-        .header("Transfer-Encoding")
-        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
-    {
+    } else if resp.header("Transfer-Encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
         read_chunked(&mut r)?
     } else if let Some(len) = resp.header("Content-Length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| bad(format!("bad Content-Length: {len:?}")))?;
+        let len: usize = len.parse().map_err(|_| bad(format!("bad Content-Length: {len:?}")))?;
         let mut body = vec![0; len];
         r.read_exact(&mut body)?;
         body
@@ -113,10 +96,7 @@ fn read_response(mut r: impl BufRead, head_request: bool) -> io::Result<Response
         r.read_to_end(&mut body)?;
         body
     };
-    Ok(Response {
-        body: String::from_utf8_lossy(&body).into_owned(),
-        ..resp
-    })
+    Ok(Response { body: String::from_utf8_lossy(&body).into_owned(), ..resp })
 }
 
 fn read_chunked(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
@@ -124,8 +104,8 @@ fn read_chunked(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
     loop {
         let line = read_line(r)?;
         let size = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size, 16)
-            .map_err(|_| bad(format!("bad chunk size line: {line:?}")))?;
+        let size =
+            usize::from_str_radix(size, 16).map_err(|_| bad(format!("bad chunk size line: {line:?}")))?;
         if size == 0 {
             // Trailers, then the empty line ending the message.
             while !read_line(r)?.is_empty() {}

@@ -36,10 +36,7 @@ use std::time::{Duration, Instant};
 /// before the caller binds it, so callers that start a server on it must be
 /// ready to retry (see `S3Server::start`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
 }
 
 /// Polls `cond` every 50 ms until it holds or `timeout` passes. Returns

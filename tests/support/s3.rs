@@ -41,10 +41,7 @@ pub fn rclone_path() -> PathBuf {
         _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/rclone/bin/rclone"),
     };
     if !path.is_file() {
-        panic!(
-            "rclone not found: run scripts/test-deps.sh (make test does) [looked for {}]",
-            path.display()
-        );
+        panic!("rclone not found: run scripts/test-deps.sh (make test does) [looked for {}]", path.display());
     }
     path
 }
@@ -76,10 +73,7 @@ impl S3Server {
 
     fn start_inner(tls: Option<&TestCa>) -> S3Server {
         let rclone = rclone_path();
-        let root = tempfile::Builder::new()
-            .prefix("kubernary-s3-")
-            .tempdir()
-            .expect("tempdir for S3 server");
+        let root = tempfile::Builder::new().prefix("kubernary-s3-").tempdir().expect("tempdir for S3 server");
         let data = root.path().join("data");
         std::fs::create_dir(&data).expect("create S3 data dir");
         let log_path = root.path().join("rclone.log");
@@ -105,23 +99,11 @@ impl S3Server {
                 cmd.arg("--cert").arg(ca.cert_path());
                 cmd.arg("--key").arg(ca.key_path());
             }
-            cmd.arg(&data)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("dup log file"))
-                .stderr(log);
-            let mut child = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {}: {e}", rclone.display()));
+            cmd.arg(&data).stdin(Stdio::null()).stdout(log.try_clone().expect("dup log file")).stderr(log);
+            let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", rclone.display()));
 
             match wait_listening(&mut child, addr, &log_path) {
-                Ok(()) => {
-                    return S3Server {
-                        child,
-                        addr,
-                        tls: tls.is_some(),
-                        root,
-                    }
-                }
+                Ok(()) => return S3Server { child, addr, tls: tls.is_some(), root },
                 Err(why) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -134,9 +116,7 @@ impl S3Server {
                 }
             }
         }
-        panic!(
-            "rclone serve s3: no free port after {START_ATTEMPTS} attempts\nlast log:\n{last_log}"
-        );
+        panic!("rclone serve s3: no free port after {START_ATTEMPTS} attempts\nlast log:\n{last_log}");
     }
 
     /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` with TLS.
@@ -230,8 +210,8 @@ fn wait_listening(child: &mut Child, addr: SocketAddr, log_path: &Path) -> Resul
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             return Err(format!("rclone exited with {status}"));
         }
-        let started = std::fs::read_to_string(log_path)
-            .is_ok_and(|log| log.contains("Starting s3 server on"));
+        let started =
+            std::fs::read_to_string(log_path).is_ok_and(|log| log.contains("Starting s3 server on"));
         if started && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(());
         }

@@ -28,11 +28,7 @@ impl StatsdReceiver {
     /// assert on them and print them on failure). A datagram may carry
     /// several `\n`-separated lines (buffered sinks batch them); they are
     /// split, and empty lines dropped.
-    pub fn lines_until(
-        &self,
-        mut pred: impl FnMut(&[String]) -> bool,
-        timeout: Duration,
-    ) -> Vec<String> {
+    pub fn lines_until(&self, mut pred: impl FnMut(&[String]) -> bool, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         let mut lines = Vec::new();
         while !pred(&lines) {
@@ -58,9 +54,7 @@ impl StatsdReceiver {
     fn recv(&self, wait: Duration) -> Option<String> {
         // A zero read timeout means "block forever" to std; never pass it.
         let wait = wait.max(Duration::from_millis(1));
-        self.socket
-            .set_read_timeout(Some(wait))
-            .expect("set statsd read timeout");
+        self.socket.set_read_timeout(Some(wait)).expect("set statsd read timeout");
         // Larger than any UDP payload, so a datagram is never truncated.
         let mut buf = vec![0u8; 65536];
         match self.socket.recv(&mut buf) {
@@ -81,9 +75,5 @@ impl Default for StatsdReceiver {
 }
 
 fn split_lines(datagram: &str) -> impl Iterator<Item = String> + '_ {
-    datagram
-        .split('\n')
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
+    datagram.split('\n').map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()).map(str::to_owned)
 }

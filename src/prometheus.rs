@@ -1,0 +1,307 @@
+//! Prometheus `/metrics`, in the text exposition format (version 0.0.4).
+//!
+//! The series are few and fixed, so a small encoder of our own beats a
+//! registry crate: it is a page of code, it allocates only when scraped, and
+//! the tests check its output with a real parser. Label sets stay bounded:
+//! check names and kinds come from the configuration, results and reasons
+//! from fixed lists; an error string is never a label.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Upper bounds, in seconds, of the duration histogram: checks are mostly
+/// sub-second, and timeouts rarely pass 10 s.
+pub const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+#[derive(Default)]
+struct Series {
+    kind: String,
+    success: Option<bool>,
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+    passed: u64,
+    failed: u64,
+    failures: BTreeMap<&'static str, u64>,
+    last_success: Option<SystemTime>,
+    consecutive_failures: u32,
+}
+
+/// Per-check series, updated once per settled run.
+#[derive(Default)]
+pub struct Registry {
+    checks: Mutex<BTreeMap<String, Series>>,
+}
+
+/// One settled run, as the registry sees it.
+pub struct Observation<'a> {
+    pub check: &'a str,
+    pub kind: &'a str,
+    pub reported_ok: bool,
+    pub failure_reason: Option<&'static str>,
+    pub duration: Duration,
+    pub last_success: Option<SystemTime>,
+    pub consecutive_failures: u32,
+}
+
+impl Registry {
+    /// Declares a check so that it shows up before its first run.
+    pub fn declare(&self, check: &str, kind: &str) {
+        let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        checks.entry(check.to_string()).or_default().kind = kind.to_string();
+    }
+
+    pub fn observe(&self, o: &Observation<'_>) {
+        let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        let s = checks.entry(o.check.to_string()).or_default();
+        s.kind = o.kind.to_string();
+        s.success = Some(o.reported_ok);
+        let secs = o.duration.as_secs_f64();
+        for (bound, count) in BUCKETS.iter().zip(s.buckets.iter_mut()) {
+            if secs <= *bound {
+                *count += 1;
+            }
+        }
+        s.count += 1;
+        s.sum += secs;
+        match o.failure_reason {
+            None => s.passed += 1,
+            Some(reason) => {
+                s.failed += 1;
+                *s.failures.entry(reason).or_default() += 1;
+            }
+        }
+        s.last_success = o.last_success;
+        s.consecutive_failures = o.consecutive_failures;
+    }
+
+    /// The whole exposition, process figures included.
+    pub fn render(&self) -> String {
+        let checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::with_capacity(4096);
+        let w = &mut out;
+
+        header(w, "kubernary_build_info", "gauge", "Build information; the value is always 1.");
+        let _ = writeln!(w, "kubernary_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+
+        header(
+            w,
+            "kubernary_check_success",
+            "gauge",
+            "Whether the check is reported passing (1) or failing (0), as /health says.",
+        );
+        for (name, s) in checks.iter() {
+            if let Some(ok) = s.success {
+                let _ = writeln!(
+                    w,
+                    "kubernary_check_success{{check=\"{}\",kind=\"{}\"}} {}",
+                    esc(name),
+                    esc(&s.kind),
+                    u8::from(ok)
+                );
+            }
+        }
+
+        header(
+            w,
+            "kubernary_check_duration_seconds",
+            "histogram",
+            "How long runs of the check took, timeouts included.",
+        );
+        for (name, s) in checks.iter() {
+            let name = esc(name);
+            for (bound, count) in BUCKETS.iter().zip(s.buckets.iter()) {
+                let _ = writeln!(
+                    w,
+                    "kubernary_check_duration_seconds_bucket{{check=\"{name}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                w,
+                "kubernary_check_duration_seconds_bucket{{check=\"{name}\",le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(w, "kubernary_check_duration_seconds_sum{{check=\"{name}\"}} {}", s.sum);
+            let _ = writeln!(w, "kubernary_check_duration_seconds_count{{check=\"{name}\"}} {}", s.count);
+        }
+
+        header(
+            w,
+            "kubernary_check_runs_total",
+            "counter",
+            "Runs of the check, scheduled or on demand, by result.",
+        );
+        for (name, s) in checks.iter() {
+            let name = esc(name);
+            let _ =
+                writeln!(w, "kubernary_check_runs_total{{check=\"{name}\",result=\"success\"}} {}", s.passed);
+            let _ =
+                writeln!(w, "kubernary_check_runs_total{{check=\"{name}\",result=\"failure\"}} {}", s.failed);
+        }
+
+        header(w, "kubernary_check_failures_total", "counter", "Failed runs of the check, by reason.");
+        for (name, s) in checks.iter() {
+            for (reason, count) in &s.failures {
+                let _ = writeln!(
+                    w,
+                    "kubernary_check_failures_total{{check=\"{}\",reason=\"{reason}\"}} {count}",
+                    esc(name)
+                );
+            }
+        }
+
+        header(
+            w,
+            "kubernary_check_last_success_timestamp_seconds",
+            "gauge",
+            "When the check last passed, in seconds since the Unix epoch.",
+        );
+        for (name, s) in checks.iter() {
+            if let Some(at) = s.last_success {
+                let _ = writeln!(
+                    w,
+                    "kubernary_check_last_success_timestamp_seconds{{check=\"{}\"}} {}",
+                    esc(name),
+                    unix(at)
+                );
+            }
+        }
+
+        header(
+            w,
+            "kubernary_check_consecutive_failures",
+            "gauge",
+            "Failed runs of the check since it last passed.",
+        );
+        for (name, s) in checks.iter() {
+            let _ = writeln!(
+                w,
+                "kubernary_check_consecutive_failures{{check=\"{}\"}} {}",
+                esc(name),
+                s.consecutive_failures
+            );
+        }
+        drop(checks);
+
+        let process = Process::read();
+        if let Some(rss) = process.resident_bytes {
+            header(w, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+            let _ = writeln!(w, "process_resident_memory_bytes {rss}");
+        }
+        if let Some(threads) = process.threads {
+            header(w, "process_threads", "gauge", "Number of OS threads in the process.");
+            let _ = writeln!(w, "process_threads {threads}");
+        }
+        if let Some(fds) = process.open_fds {
+            header(w, "process_open_fds", "gauge", "Number of open file descriptors.");
+            let _ = writeln!(w, "process_open_fds {fds}");
+        }
+        if let Some(cpu) = process.cpu_seconds {
+            header(
+                w,
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+            );
+            let _ = writeln!(w, "process_cpu_seconds_total {cpu}");
+        }
+        out
+    }
+}
+
+fn header(w: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(w, "# HELP {name} {help}");
+    let _ = writeln!(w, "# TYPE {name} {kind}");
+}
+
+/// Label values escape backslash, double quote and newline.
+fn esc(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn unix(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Cheap process figures from /proc (Linux); absent elsewhere.
+struct Process {
+    resident_bytes: Option<u64>,
+    threads: Option<u64>,
+    open_fds: Option<u64>,
+    cpu_seconds: Option<f64>,
+}
+
+impl Process {
+    fn read() -> Process {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as u64);
+        // Fields 14 and 15 of /proc/self/stat, after the parenthesised name,
+        // are user and system time in clock ticks (100 per second on Linux).
+        let cpu_seconds = std::fs::read_to_string("/proc/self/stat").ok().and_then(|stat| {
+            let after = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        });
+        Process {
+            resident_bytes: field("VmRSS:").map(|kb| kb * 1024),
+            threads: field("Threads:"),
+            open_fds,
+            cpu_seconds,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let r = Registry::default();
+        for ms in [3, 30, 300, 3000] {
+            r.observe(&Observation {
+                check: "c",
+                kind: "tcp",
+                reported_ok: true,
+                failure_reason: None,
+                duration: Duration::from_millis(ms),
+                last_success: None,
+                consecutive_failures: 0,
+            });
+        }
+        let text = r.render();
+        assert!(
+            text.contains("kubernary_check_duration_seconds_bucket{check=\"c\",le=\"0.005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kubernary_check_duration_seconds_bucket{check=\"c\",le=\"0.05\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kubernary_check_duration_seconds_bucket{check=\"c\",le=\"0.5\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kubernary_check_duration_seconds_bucket{check=\"c\",le=\"+Inf\"} 4\n"),
+            "{text}"
+        );
+        assert!(text.contains("kubernary_check_duration_seconds_count{check=\"c\"} 4\n"), "{text}");
+    }
+}
