@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::runs::Runner;
 use crate::server::{self, App};
 use crate::shutdown::{self, Shutdown};
-use crate::{config, scheduler};
+use crate::{config, reaper, scheduler};
 
 /// Status for bad input: flags, environment, configuration.
 pub const EXIT_USAGE: i32 = 2;
@@ -37,7 +37,7 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let listening = http.server_addr().to_string();
+    let listening = http.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| options.listen_text.clone());
     let metrics = Arc::new(Metrics::new(options.statsd.as_deref(), &options.prefix, &options.tags));
     for entry in &entries {
         metrics.prometheus.declare(&entry.name, &entry.kind);
@@ -50,8 +50,10 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     let shutdown = Shutdown::new();
     let app = Arc::new(App::new(runner.clone(), shutdown.clone(), &options));
 
+    let port = http.local_addr().map(|a| a.port()).unwrap_or(0);
     let started = shutdown::watch_signals(shutdown.clone())
-        .and_then(|()| server::spawn(http, app.clone()))
+        .and_then(|()| reaper::spawn(port, reaper::Limits::default(), app.inflight.clone()))
+        .and_then(|_| server::spawn(http, app.clone()))
         .and_then(|_| scheduler::spawn(runner.clone(), shutdown.clone(), options.start_jitter));
     let scheduler = match started {
         Ok(handle) => handle,

@@ -23,6 +23,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pool;
 pub mod prometheus;
+pub mod reaper;
 pub mod runs;
 pub mod scheduler;
 pub mod server;

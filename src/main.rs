@@ -29,7 +29,14 @@ fn main() -> ExitCode {
     logging::init(options.debug);
     // A panic is a bug; log it as one line like every other event, and let
     // the worker that caught it report the check as failed.
-    std::panic::set_hook(Box::new(|info| log::error!("bug: {info}")));
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        log::error!("bug: thread {} {info}", thread.name().unwrap_or("(http library)"));
+        // Every thread of ours has a name; the others are tiny_http's.
+        if thread.name().is_none() {
+            kubernary::server::foreign_panic();
+        }
+    }));
     tls::install_crypto_provider();
     ExitCode::from(daemon::run(options, &env) as u8)
 }

@@ -10,7 +10,7 @@
 use std::io::Cursor;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -54,28 +54,68 @@ impl App {
 
 /// Binds the first of `addrs` that can be bound (`:10002` offers IPv6
 /// dual-stack first, then IPv4 for kernels without IPv6).
-pub fn bind(addrs: &[SocketAddr]) -> Result<tiny_http::Server, String> {
+pub fn bind(addrs: &[SocketAddr]) -> Result<TcpListener, String> {
     let mut errors = Vec::new();
     for addr in addrs {
         match TcpListener::bind(addr) {
-            Ok(listener) => {
-                return tiny_http::Server::from_listener(listener, None)
-                    .map_err(|e| format!("cannot serve on {addr}: {e}"))
-            }
+            Ok(listener) => return Ok(listener),
             Err(e) => errors.push(format!("{addr}: {e}")),
         }
     }
     Err(format!("cannot listen: {}", errors.join("; ")))
 }
 
-pub fn spawn(http: tiny_http::Server, app: Arc<App>) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new().name("http".into()).stack_size(HANDLER_STACK).spawn(move || loop {
-        match http.recv() {
-            Ok(request) => dispatch(request, &app),
-            Err(e) => {
-                warn!("http: {e}");
-                thread::sleep(Duration::from_millis(50));
-            }
+/// The tiny_http server in service, so a panic in one of its threads can
+/// wake the supervisor (see [`foreign_panic`]).
+static CURRENT: Mutex<Option<Arc<tiny_http::Server>>> = Mutex::new(None);
+
+/// Called by the panic hook for panics in threads we did not name, which are
+/// tiny_http's. Its accept thread dies when it cannot spawn a connection
+/// thread (at the thread limit), so the supervisor restarts it.
+pub fn foreign_panic() {
+    if let Some(server) = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        server.unblock();
+    }
+}
+
+/// Serves on `listener` until the process exits. tiny_http's accept loop
+/// ends for good on its first accept error (out of file descriptors, say)
+/// and its accept thread dies if a connection thread cannot be spawned; in
+/// both cases this supervisor starts a fresh tiny_http on the same socket,
+/// which we keep open meanwhile, so connections wait in the backlog instead
+/// of being refused.
+pub fn spawn(listener: TcpListener, app: Arc<App>) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new().name("http".into()).stack_size(HANDLER_STACK).spawn(move || {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let http = match listener
+                .try_clone()
+                .map_err(|e| e.to_string())
+                .and_then(|l| tiny_http::Server::from_listener(l, None).map_err(|e| e.to_string()))
+            {
+                Ok(http) => Arc::new(http),
+                Err(e) => {
+                    warn!("http: cannot start serving: {e}; retrying in {}", Go(backoff));
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(http.clone());
+            let error = loop {
+                match http.recv() {
+                    Ok(request) => {
+                        backoff = Duration::from_millis(50);
+                        dispatch(request, &app)
+                    }
+                    Err(e) => break e,
+                }
+            };
+            warn!("http: the server stopped accepting ({error}); restarting it in {}", Go(backoff));
+            CURRENT.lock().unwrap_or_else(|e| e.into_inner()).take();
+            drop(http);
+            thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     })
 }
@@ -117,7 +157,7 @@ fn wants_cached(query: &str, default: bool) -> bool {
 }
 
 fn dispatch(request: Request, app: &Arc<App>) {
-    let ticket = app.inflight.enter();
+    let ticket = app.inflight.enter(request.remote_addr().copied());
     let started = Instant::now();
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));

@@ -2,6 +2,7 @@
 //! thread can test cheaply or wait on, and the count of requests in flight
 //! that the process drains before it exits.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -96,36 +97,44 @@ pub fn arm_kill_timer(after: Duration) {
     }
 }
 
-/// Requests being handled, so the shutdown can wait until none are.
+/// Requests being handled, so the shutdown can wait until none are, and by
+/// whom, so the connection reaper leaves their connections alone.
 #[derive(Clone, Default)]
 pub struct InFlight {
-    inner: Arc<(Mutex<usize>, Condvar)>,
+    inner: Arc<(Mutex<Vec<Option<SocketAddr>>>, Condvar)>,
 }
 
 /// Held while a request is being handled.
 pub struct Ticket {
     inflight: InFlight,
+    peer: Option<SocketAddr>,
 }
 
 impl InFlight {
-    pub fn enter(&self) -> Ticket {
-        *self.inner.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        Ticket { inflight: self.clone() }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<SocketAddr>>> {
+        self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn enter(&self, peer: Option<SocketAddr>) -> Ticket {
+        self.lock().push(peer);
+        Ticket { inflight: self.clone(), peer }
     }
 
     pub fn count(&self) -> usize {
-        *self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.lock().len()
+    }
+
+    /// Peers with a request being handled.
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        self.lock().iter().flatten().copied().collect()
     }
 
     /// Waits until nothing is in flight or `deadline` passes; true if drained.
     pub fn drain(&self, deadline: Instant) -> bool {
-        let (count, idle) = &*self.inner;
-        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
-        while *n > 0 {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
-            };
-            n = idle.wait_timeout(n, left).unwrap_or_else(|e| e.into_inner()).0;
+        let mut requests = self.lock();
+        while !requests.is_empty() {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
+            requests = self.inner.1.wait_timeout(requests, left).unwrap_or_else(|e| e.into_inner()).0;
         }
         true
     }
@@ -133,11 +142,12 @@ impl InFlight {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let (count, idle) = &*self.inflight.inner;
-        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            idle.notify_all();
+        let mut requests = self.inflight.lock();
+        if let Some(i) = requests.iter().position(|p| *p == self.peer) {
+            requests.swap_remove(i);
+        }
+        if requests.is_empty() {
+            self.inflight.inner.1.notify_all();
         }
     }
 }

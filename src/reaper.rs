@@ -1,0 +1,246 @@
+//! The connection reaper: the timeouts and limits tiny_http does not have.
+//!
+//! tiny_http gives every connection a thread, sets no timeouts, reads header
+//! lines of any length, and offers no hook on the sockets it accepts. (A
+//! timeout set on the listening socket is copied to accepted sockets, but it
+//! also times out tiny_http's blocking `accept`, which then stops for good.)
+//! So this thread looks at the server's connections from the outside, a few
+//! times a second while there are any: it finds them in `/proc/self/fd`,
+//! reads the kernel's TCP counters for each, gives each a send timeout, and
+//! shuts down (`shutdown(2)`, which wakes tiny_http's thread so that it
+//! closes the socket and ends) every connection that
+//!
+//! - has been idle for [`Limits::idle`] in both directions;
+//! - has sent more than [`Limits::request_bytes`] and never had an answer
+//!   (an endless header: tiny_http buffers it all);
+//! - has gone [`Limits::no_reply`] without an answer while still trickling
+//!   bytes in (a slowloris);
+//! - is beyond [`Limits::connections`], idlest first.
+//!
+//! A connection whose request is being handled (a `/health` waiting for its
+//! checks) is never reaped; the checks' timeouts bound those.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+
+use crate::shutdown::InFlight;
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub idle: Duration,
+    pub no_reply: Duration,
+    pub request_bytes: u64,
+    pub connections: usize,
+    /// Given to every connection so that an answer to a client that stopped
+    /// reading cannot block its thread forever.
+    pub send_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            idle: Duration::from_secs(10),
+            no_reply: Duration::from_secs(30),
+            request_bytes: 64 * 1024,
+            connections: 512,
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What is known of one connection between scans.
+struct Seen {
+    inode: u64,
+    acked: u64,
+    replied_at: Instant,
+    /// Shut down already; its thread is draining what was buffered.
+    reaped: bool,
+}
+
+/// One connection as a scan finds it.
+struct Conn {
+    fd: RawFd,
+    peer: Option<SocketAddr>,
+    idle: Duration,
+    received: u64,
+    acked: u64,
+}
+
+pub fn spawn(port: u16, limits: Limits, inflight: InFlight) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new().name("reaper".into()).stack_size(128 * 1024).spawn(move || {
+        let mut seen: HashMap<RawFd, Seen> = HashMap::new();
+        loop {
+            let found = scan(port, &limits, &inflight, &mut seen);
+            // Idle daemons are looked at once a second; busy ones five times.
+            thread::sleep(if found > 0 { Duration::from_millis(200) } else { Duration::from_secs(1) });
+        }
+    })
+}
+
+/// Reaps what breaks the limits; returns how many connections there are.
+fn scan(port: u16, limits: &Limits, inflight: &InFlight, seen: &mut HashMap<RawFd, Seen>) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return 0 };
+    let now = Instant::now();
+    let busy = inflight.peers();
+    let mut conns = Vec::new();
+    let mut live = Vec::new();
+    for entry in dir.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else { continue };
+        let Some(inode) = socket_inode(fd) else { continue };
+        let Some(conn) = server_connection(fd, port) else { continue };
+        live.push(fd);
+        let state =
+            seen.entry(fd).or_insert_with(|| Seen { inode: 0, acked: 0, replied_at: now, reaped: false });
+        if state.inode != inode {
+            // A new connection (or a new socket under a reused number).
+            *state = Seen { inode, acked: conn.acked, replied_at: now, reaped: false };
+            set_send_timeout(fd, limits.send_timeout);
+        } else if conn.acked > state.acked {
+            state.acked = conn.acked;
+            state.replied_at = now;
+        }
+        if state.reaped || conn.peer.is_some_and(|p| busy.contains(&p)) {
+            continue;
+        }
+        let why = if conn.idle >= limits.idle {
+            Some("idle")
+        } else if conn.received > limits.request_bytes && conn.acked == 0 {
+            Some("request too large")
+        } else if now.duration_since(state.replied_at) >= limits.no_reply {
+            Some("no complete request")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                reap(&conn, why);
+                state.reaped = true;
+            }
+            None => conns.push(conn),
+        }
+    }
+    seen.retain(|fd, _| live.contains(fd));
+    let count = live.len();
+    if conns.len() > limits.connections {
+        conns.sort_by_key(|c| std::cmp::Reverse(c.idle));
+        let over = conns.len() - limits.connections;
+        warn!(
+            "http: {} connections, over the limit of {}: closing the {over} idlest",
+            conns.len(),
+            limits.connections
+        );
+        for conn in conns.iter().take(over) {
+            reap(conn, "over the connection limit");
+            if let Some(state) = seen.get_mut(&conn.fd) {
+                state.reaped = true;
+            }
+        }
+    }
+    count
+}
+
+fn reap(conn: &Conn, why: &str) {
+    let peer = conn.peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+    debug!("http: closing the connection from {peer}: {why}");
+    // SAFETY: shutdown on a descriptor number; at worst it no longer names
+    // this socket, and the call fails or shuts another server connection.
+    unsafe {
+        libc::shutdown(conn.fd, libc::SHUT_RDWR);
+    }
+}
+
+fn socket_inode(fd: RawFd) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    let link = link.to_str()?;
+    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The connection on `fd` if it is a TCP connection accepted on `port`.
+fn server_connection(fd: RawFd, port: u16) -> Option<Conn> {
+    // The listener itself accepts; connections do not.
+    if getsockopt::<libc::c_int>(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0 {
+        return None;
+    }
+    if local_port(fd)? != port {
+        return None;
+    }
+    let info = getsockopt::<libc::tcp_info>(fd, libc::IPPROTO_TCP, libc::TCP_INFO)?;
+    let idle = Duration::from_millis(u64::from(info.tcpi_last_data_recv.min(info.tcpi_last_data_sent)));
+    Some(Conn {
+        fd,
+        peer: peer_addr(fd),
+        idle,
+        received: info.tcpi_bytes_received,
+        acked: info.tcpi_bytes_acked,
+    })
+}
+
+fn getsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> Option<T> {
+    let mut value = std::mem::MaybeUninit::<T>::zeroed();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: the buffer is as large as `len` says; the kernel writes at most that.
+    let rc = unsafe { libc::getsockopt(fd, level, name, value.as_mut_ptr().cast(), &mut len) };
+    // SAFETY: zeroed is a valid value for these plain C structs and ints.
+    (rc == 0).then(|| unsafe { value.assume_init() })
+}
+
+fn set_send_timeout(fd: RawFd, timeout: Duration) {
+    let tv = libc::timeval { tv_sec: timeout.as_secs() as libc::time_t, tv_usec: 0 };
+    // SAFETY: a timeval that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+}
+
+fn sockaddr(fd: RawFd, peer: bool) -> Option<SocketAddr> {
+    let mut storage = std::mem::MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let ptr = storage.as_mut_ptr().cast::<libc::sockaddr>();
+    // SAFETY: the buffer is a sockaddr_storage of the size given.
+    let rc = unsafe {
+        if peer {
+            libc::getpeername(fd, ptr, &mut len)
+        } else {
+            libc::getsockname(fd, ptr, &mut len)
+        }
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled it in.
+    let storage = unsafe { storage.assume_init() };
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this is a sockaddr_in.
+            let sin = unsafe { *(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this is a sockaddr_in6.
+            let sin6 = unsafe { *(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::from((ip, u16::from_be(sin6.sin6_port))))
+        }
+        _ => None,
+    }
+}
+
+fn local_port(fd: RawFd) -> Option<u16> {
+    sockaddr(fd, false).map(|a| a.port())
+}
+
+fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
+    sockaddr(fd, true)
+}
