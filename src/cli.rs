@@ -53,6 +53,14 @@ pub struct Args {
     #[argh(switch)]
     pub cached_health: bool,
 
+    /// close an HTTP connection idle this long; one that sends without completing a request is closed after three times this (default 10s) [env KUBERNARY_HTTP_IDLE_TIMEOUT]
+    #[argh(option)]
+    pub http_idle_timeout: Option<String>,
+
+    /// most open HTTP connections; past it the idlest are closed (default 512) [env KUBERNARY_MAX_CONNECTIONS]
+    #[argh(option)]
+    pub max_connections: Option<String>,
+
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -76,6 +84,8 @@ pub struct Options {
     pub tags: Vec<(String, String)>,
     pub start_jitter: Duration,
     pub cached_health: bool,
+    pub http_idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 /// Why the command line ended the program: help text (status 0) or an error
@@ -212,6 +222,22 @@ fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, 
             _ => Err(format!("{tag_source}: {t:?} is not key=value")),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let http_idle_timeout = duration(option(
+        args.http_idle_timeout,
+        "--http-idle-timeout",
+        "KUBERNARY_HTTP_IDLE_TIMEOUT",
+        "10s",
+    ))?;
+    if http_idle_timeout.is_zero() {
+        return Err("--http-idle-timeout: must be more than 0".into());
+    }
+    let (max_text, max_source) =
+        option(args.max_connections, "--max-connections", "KUBERNARY_MAX_CONNECTIONS", "512");
+    let max_connections = max_text
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{max_source}: expected a whole number above 0, got {max_text:?}"))?;
     Ok(Options {
         statsd,
         listen,
@@ -224,6 +250,8 @@ fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, 
         tags,
         start_jitter,
         cached_health,
+        http_idle_timeout,
+        max_connections,
     })
 }
 

@@ -52,7 +52,13 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
 
     let port = http.local_addr().map(|a| a.port()).unwrap_or(0);
     let started = shutdown::watch_signals(shutdown.clone())
-        .and_then(|()| reaper::spawn(port, reaper::Limits::default(), app.inflight.clone()))
+        .and_then(|()| {
+            reaper::spawn(
+                port,
+                reaper::Limits::new(options.http_idle_timeout, options.max_connections),
+                app.inflight.clone(),
+            )
+        })
         .and_then(|_| server::spawn(http, app.clone()))
         .and_then(|_| scheduler::spawn(runner.clone(), shutdown.clone(), options.start_jitter));
     let scheduler = match started {

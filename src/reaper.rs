@@ -41,15 +41,10 @@ pub struct Limits {
     pub send_timeout: Duration,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            idle: Duration::from_secs(10),
-            no_reply: Duration::from_secs(30),
-            request_bytes: 64 * 1024,
-            connections: 512,
-            send_timeout: Duration::from_secs(10),
-        }
+impl Limits {
+    /// Limits for `--http-idle-timeout` and `--max-connections`.
+    pub fn new(idle: Duration, connections: usize) -> Limits {
+        Limits { idle, no_reply: idle * 3, request_bytes: 64 * 1024, connections, send_timeout: idle }
     }
 }
 
@@ -147,9 +142,21 @@ fn scan(port: u16, limits: &Limits, inflight: &InFlight, seen: &mut HashMap<RawF
 fn reap(conn: &Conn, why: &str) {
     let peer = conn.peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
     debug!("http: closing the connection from {peer}: {why}");
-    // SAFETY: shutdown on a descriptor number; at worst it no longer names
-    // this socket, and the call fails or shuts another server connection.
+    // A zero linger makes tiny_http's close send a reset: the client learns
+    // at once, and the kernel drops what it had queued instead of keeping
+    // an orphaned socket with a full window.
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: calls on a descriptor number and a struct that outlives them;
+    // at worst the number no longer names this socket and the calls fail or
+    // close another server connection.
     unsafe {
+        libc::setsockopt(
+            conn.fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
         libc::shutdown(conn.fd, libc::SHUT_RDWR);
     }
 }
