@@ -117,6 +117,7 @@ impl Entry {
 pub struct Run {
     pub entry: Arc<Entry>,
     pub started: Instant,
+    attempt: Attempt,
     state: Mutex<RunState>,
     metrics: Arc<Metrics>,
     settled: Sender<()>,
@@ -169,8 +170,10 @@ impl Run {
         (Instant::now() >= self.deadline()).then(|| self.settle(self.timed_out()))
     }
 
+    /// What was noted before the deadline (`credential_source`, ...) stays
+    /// in the report: it often says why the run hung.
     fn timed_out(&self) -> Outcome {
-        Outcome::new(Err(Failure::timeout(self.entry.timeout)), Vec::new(), self.entry.timeout)
+        Outcome::new(Err(Failure::timeout(self.entry.timeout)), self.attempt.notes(), self.entry.timeout)
     }
 
     /// Waits for the outcome, no later than the deadline.
@@ -228,13 +231,17 @@ pub struct Runner {
 /// What [`Runner::start`] did.
 pub enum Started {
     New(Arc<Run>),
-    Joined(Arc<Run>),
+    /// `late`: the run was already past its deadline when joined.
+    Joined {
+        run: Arc<Run>,
+        late: bool,
+    },
 }
 
 impl Started {
     pub fn run(&self) -> &Arc<Run> {
         match self {
-            Started::New(run) | Started::Joined(run) => run,
+            Started::New(run) | Started::Joined { run, .. } => run,
         }
     }
 
@@ -243,7 +250,7 @@ impl Started {
     /// new one started.
     pub fn wait(&self) -> Outcome {
         let outcome = self.run().wait();
-        let Started::Joined(run) = self else {
+        let Started::Joined { run, late: true } = self else {
             return outcome;
         };
         let entry = &run.entry;
@@ -295,11 +302,13 @@ impl Runner {
     pub fn start(&self, entry: &Arc<Entry>) -> Started {
         let mut current = entry.current();
         if let Some(run) = current.as_ref() {
-            return Started::Joined(run.clone());
+            return Started::Joined { run: run.clone(), late: run.deadline() <= Instant::now() };
         }
+        let started = Instant::now();
         let run = Arc::new(Run {
             entry: entry.clone(),
-            started: Instant::now(),
+            started,
+            attempt: Attempt::new(started, entry.timeout),
             state: Mutex::new(RunState::default()),
             metrics: self.metrics.clone(),
             settled: self.settled.0.clone(),
@@ -320,7 +329,7 @@ impl Runner {
     pub fn start_if_idle(&self, entry: &Arc<Entry>) -> Option<Arc<Run>> {
         match self.start(entry) {
             Started::New(run) => Some(run),
-            Started::Joined(run) => {
+            Started::Joined { run, .. } => {
                 debug!(
                     "check {}: tick skipped, the run started {} ago is still going",
                     entry.name,
@@ -340,8 +349,8 @@ impl Runner {
 /// The worker side of a run: the check itself, with panics contained.
 fn execute(run: Arc<Run>) {
     let entry = &run.entry;
-    let attempt = Attempt::new(run.started, entry.timeout);
-    let result = catch_unwind(AssertUnwindSafe(|| entry.check.run(&attempt))).unwrap_or_else(|panic| {
+    let attempt = &run.attempt;
+    let result = catch_unwind(AssertUnwindSafe(|| entry.check.run(attempt))).unwrap_or_else(|panic| {
         let text = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -350,7 +359,9 @@ fn execute(run: Arc<Run>) {
         Err(Failure::new(Reason::Internal, format!("check panicked: {text}")))
     });
     let duration = run.started.elapsed();
-    if run.is_settled() {
+    // Checks bound their sockets by the deadline, so returning a moment
+    // after it is normal; a check that overruns by far is worth a warning.
+    if run.is_settled() && duration > entry.timeout + Duration::from_millis(500) {
         warn!(
             "check {} returned after {}, {} past its {} timeout",
             entry.name,
@@ -366,7 +377,7 @@ fn execute(run: Arc<Run>) {
     } else {
         result
     };
-    run.settle(Outcome::new(result, attempt.take_notes(), duration));
+    run.settle(Outcome::new(result, attempt.notes(), duration));
     let mut current = entry.current();
     if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &run)) {
         *current = None;
@@ -391,7 +402,8 @@ mod tests {
         fn verb(&self) -> &'static str {
             "gate"
         }
-        fn run(&self, _: &Attempt) -> Result<(), Failure> {
+        fn run(&self, attempt: &Attempt) -> Result<(), Failure> {
+            attempt.note("step", "waiting at the gate");
             self.started.fetch_add(1, Ordering::SeqCst);
             let _ = self.release.recv();
             Ok(())
@@ -433,11 +445,16 @@ mod tests {
         assert!(matches!(first, Started::New(_)));
         let outcome = first.wait();
         assert_eq!(outcome.result.unwrap_err().reason, Reason::Timeout);
+        assert_eq!(
+            outcome.notes,
+            vec![("step", "waiting at the gate".to_string())],
+            "notes survive a timeout"
+        );
 
         // Still hung: a tick is skipped and a probe joins, reporting why.
         assert!(runner.start_if_idle(&entry).is_none());
         let joined = runner.start(&entry);
-        assert!(matches!(joined, Started::Joined(_)));
+        assert!(matches!(joined, Started::Joined { late: true, .. }));
         let message = joined.wait().result.unwrap_err().message;
         assert!(message.contains("is still going, so no new one was started"), "{message}");
         assert_eq!(started.load(Ordering::SeqCst), 1);

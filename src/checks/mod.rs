@@ -181,8 +181,8 @@ impl Attempt {
         notes.push((key, value.into()));
     }
 
-    pub fn take_notes(&self) -> Vec<(&'static str, String)> {
-        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|e| e.into_inner()))
+    pub fn notes(&self) -> Vec<(&'static str, String)> {
+        self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
