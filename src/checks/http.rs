@@ -64,7 +64,8 @@ impl Check for Http {
 
     fn run(&self, attempt: &Attempt) -> Result<(), Failure> {
         let what = format!("GET {}", self.shown);
-        let reply = client::send(self.agent.get(&self.url), &what, attempt)?;
+        let reply = client::send(self.agent.get(&self.url), &what, attempt)
+            .map_err(|f| name_timeout(f, &what))?;
         attempt.note("status_code", reply.status.to_string());
         if self.expect.matches(reply.status) {
             return Ok(());
@@ -85,6 +86,15 @@ impl Check for Http {
             }
         }
         Err(Failure::new(status_reason(reply.status), message))
+    }
+}
+
+/// `GET <url>: timed out after 2s` rather than a bare `timed out after 2s`.
+pub(crate) fn name_timeout(failure: Failure, what: &str) -> Failure {
+    if failure.reason == Reason::Timeout && !failure.message.starts_with(what) {
+        failure.context(what)
+    } else {
+        failure
     }
 }
 
@@ -122,6 +132,11 @@ pub(crate) fn roots(settings: &Settings) -> Result<ureq::tls::RootCerts, String>
 /// what is wrong with it, naming `var`.
 pub(crate) fn check_url(var: &str, url: &str) -> Result<(), String> {
     let shown = redact(url);
+    if !url.contains("://") {
+        return Err(format!(
+            "{var}: {shown:?} is not an http:// or https:// URL"
+        ));
+    }
     let uri: ureq::http::Uri = url
         .parse()
         .map_err(|e| format!("{var}: {shown:?} is not a URL: {e}"))?;

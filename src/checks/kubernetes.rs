@@ -27,7 +27,7 @@ use std::path::Path;
 
 use log::warn;
 
-use crate::checks::http::{check_url, redact, status_reason, status_text};
+use crate::checks::http::{check_url, name_timeout, redact, status_reason, status_text};
 use crate::checks::{Attempt, Check, Failure, Reason, Settings};
 use crate::client;
 use crate::tls;
@@ -122,20 +122,30 @@ impl Check for Kubernetes {
     }
 
     fn run(&self, attempt: &Attempt) -> Result<(), Failure> {
-        attempt.remaining()?;
+        attempt
+            .remaining()
+            .map_err(|f| name_timeout(f, &self.what))?;
         let token = self.token()?;
         let request = self
             .agent
             .get(&self.url)
             .header("Authorization", format!("Bearer {token}"));
         drop(token);
-        let reply = client::send(request, &self.what, attempt)?;
+        let reply =
+            client::send(request, &self.what, attempt).map_err(|f| name_timeout(f, &self.what))?;
         let status = reply.status;
         attempt.note("status_code", status.to_string());
         if (200..300).contains(&status) {
             return Ok(());
         }
+        // Not `401 Unauthorized: Unauthorized`.
+        let phrase = status_text(status);
         let said = summary(&reply.body)
+            .filter(|s| {
+                !phrase
+                    .to_ascii_lowercase()
+                    .ends_with(&s.to_ascii_lowercase())
+            })
             .map(|s| format!(": {s}"))
             .unwrap_or_default();
         let message = match status {
