@@ -218,6 +218,9 @@ fn http_judges_statuses_redirects_and_tls() {
     web.redirect("/loop", 302, "/loop");
     let tls = WebServer::start_tls(&ca);
     tls.set("/ok", 200, "fine");
+    let keep = WebServer::start();
+    keep.set("/ok", 200, "fine");
+    keep.set_keep_alive(true);
     let refused = closed_port();
     let ca_file = ca.ca_path().display().to_string();
     let with_ca = || vec![("CA_FILE", ca_file.clone())];
@@ -226,6 +229,7 @@ fn http_judges_statuses_redirects_and_tls() {
 
     let checks: Vec<(&str, String, Extra)> = vec![
         ("ok", web.url("/ok"), vec![]),
+        ("keep-alive", keep.url("/ok"), vec![]),
         ("down", web.url("/down"), vec![]),
         ("missing", web.url("/nothing-here"), vec![]),
         ("private", web.url("/private"), vec![]),
@@ -306,6 +310,15 @@ fn http_judges_statuses_redirects_and_tls() {
     );
     assert!(no_ca.contains("UnknownIssuer"), "{no_ca}");
     assert!(assert_fails(&d, "tls-to-plain", "tls").contains("TLS"));
+
+    // Every run opens a connection of its own, even to a server that would
+    // keep it open: a canary measures connect and TLS each time, and never
+    // trips over a pooled connection the server has just closed.
+    let before = keep.connection_count();
+    for _ in 0..3 {
+        assert_passes(&d, "keep-alive");
+    }
+    assert_eq!(keep.connection_count(), before + 3);
     let refused_msg = assert_fails(&d, "refused", "connect");
     assert!(
         refused_msg.starts_with(&format!("GET http://127.0.0.1:{refused}/: ")),

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,6 +39,8 @@ struct WebState {
     bearer: Mutex<Option<String>>,
     requests: Mutex<Vec<RecordedRequest>>,
     stop: AtomicBool,
+    keep_alive: AtomicBool,
+    connections: AtomicUsize,
 }
 
 /// An HTTP/1.1 server on loopback, plain or TLS (with a `TestCa` leaf),
@@ -77,6 +79,8 @@ impl WebServer {
             bearer: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            keep_alive: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
         });
         let shared = state.clone();
         let thread = std::thread::spawn(move || {
@@ -149,6 +153,17 @@ impl WebServer {
         *self.state.bearer.lock().unwrap() = token.map(str::to_string);
     }
 
+    /// Keeps connections open for further requests, as most servers do,
+    /// instead of answering `Connection: close`.
+    pub fn set_keep_alive(&self, on: bool) {
+        self.state.keep_alive.store(on, Ordering::SeqCst);
+    }
+
+    /// Connections that carried at least one request.
+    pub fn connection_count(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
     pub fn request_count(&self) -> usize {
         self.state.requests.lock().unwrap().len()
     }
@@ -194,20 +209,29 @@ fn serve(stream: TcpStream, state: &WebState, tls: Option<Arc<rustls::ServerConf
                 return;
             };
             let mut tls = rustls::StreamOwned::new(conn, stream);
-            exchange(&mut tls, state);
+            for first in [true].into_iter().chain(std::iter::repeat(false)) {
+                if !exchange(&mut tls, state, first) {
+                    break;
+                }
+            }
             tls.conn.send_close_notify();
             let _ = tls.flush();
         }
         None => {
             let mut plain = stream;
-            exchange(&mut plain, state);
+            for first in [true].into_iter().chain(std::iter::repeat(false)) {
+                if !exchange(&mut plain, state, first) {
+                    break;
+                }
+            }
         }
     }
 }
 
-/// Reads one request and writes the answer. A client that fails the TLS
-/// handshake (a check without our CA) ends here with an error, quietly.
-fn exchange(stream: &mut (impl Read + Write), state: &WebState) {
+/// Reads one request and writes the answer; true if the connection stays
+/// open for another. A client that fails the TLS handshake (a check without
+/// our CA) ends here with an error, quietly.
+fn exchange(stream: &mut (impl Read + Write), state: &WebState, first: bool) -> bool {
     let mut reader = BufReader::new(&mut *stream);
     // A TLS ClientHello on the plain port: answer in plain HTTP, as real
     // servers do, so the client sees a non-TLS answer (not a silent close).
@@ -216,12 +240,17 @@ fn exchange(stream: &mut (impl Read + Write), state: &WebState) {
         let _ = stream.write_all(
             b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
-        return;
+        return false;
     }
     let Some(request) = read_head(&mut reader) else {
-        return; // not HTTP, a failed handshake, or our own wake-up connection
+        return false; // not HTTP, a failed handshake, our own wake-up
+                      // connection, or a kept-alive one the client closed
     };
     drop(reader);
+    if first {
+        state.connections.fetch_add(1, Ordering::SeqCst);
+    }
+    let keep_alive = state.keep_alive.load(Ordering::SeqCst);
     let path = request.path.clone();
     let presented = request.header("authorization").map(str::to_string);
     state.requests.lock().unwrap().push(request);
@@ -259,8 +288,9 @@ fn exchange(stream: &mut (impl Read + Write), state: &WebState) {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        route.body.len()
+        "Content-Length: {}\r\nConnection: {}\r\n\r\n",
+        route.body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
     ));
     let body = route.body.as_bytes();
     let sent = if route.stall_body {
@@ -276,7 +306,9 @@ fn exchange(stream: &mut (impl Read + Write), state: &WebState) {
         while Instant::now() < until && !state.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
+        return false;
     }
+    keep_alive
 }
 
 fn read_head(reader: &mut impl BufRead) -> Option<RecordedRequest> {
