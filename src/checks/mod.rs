@@ -14,8 +14,12 @@ use std::time::{Duration, Instant};
 
 use crate::duration::Go;
 
+pub mod dns;
+pub mod http;
+pub mod kubernetes;
 pub mod s3;
 pub mod settings;
+pub mod tcp;
 
 pub use settings::Settings;
 
@@ -32,12 +36,16 @@ pub trait Check: Send + Sync {
 pub fn build(kind: &str, settings: &Settings) -> Result<Box<dyn Check>, String> {
     match kind {
         "s3" => Ok(Box::new(s3::S3::from_settings(settings)?)),
+        "http" => Ok(Box::new(http::Http::from_settings(settings)?)),
+        "tcp" => Ok(Box::new(tcp::Tcp::from_settings(settings)?)),
+        "dns" => Ok(Box::new(dns::Dns::from_settings(settings)?)),
+        "kubernetes" => Ok(Box::new(kubernetes::Kubernetes::from_settings(settings)?)),
         other => Err(format!("unknown check kind {other:?} (known kinds: {})", KINDS.join(", "))),
     }
 }
 
 /// Every kind [`build`] knows, for help and error messages.
-pub const KINDS: &[&str] = &["s3"];
+pub const KINDS: &[&str] = &["s3", "http", "tcp", "dns", "kubernetes"];
 
 /// Why a check failed, in a word a machine can switch on. The words are part
 /// of the `/health` JSON and of metric tags, so they never change meaning.

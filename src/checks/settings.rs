@@ -27,6 +27,12 @@ impl<'a> Settings<'a> {
         self.env.get(&self.var(key)).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
+    /// A set, non-empty variable outside the check's prefix, for the few
+    /// defaults that come from the platform (`KUBERNETES_SERVICE_HOST`).
+    pub fn global(&self, name: &str) -> Option<&'a str> {
+        self.env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
     pub fn require(&self, key: &str, what: &str) -> Result<&'a str, String> {
         self.get(key).ok_or_else(|| format!("{} is not set: it names {what}", self.var(key)))
     }

@@ -21,6 +21,7 @@ mod http;
 mod s3;
 mod statsd;
 mod tls;
+mod web;
 
 pub use daemon::Daemon;
 pub use fake_http::{ContainerCredsServer, CredsMode, HangServer, RecordedRequest, TestCreds};
@@ -28,6 +29,7 @@ pub use http::{request as http_request, send_raw as http_send_raw, Response, IO_
 pub use s3::{rclone_path, S3Server};
 pub use statsd::StatsdReceiver;
 pub use tls::TestCa;
+pub use web::{FullBacklog, Route, WebServer};
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
