@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::duration::Go;
 
+pub mod identity;
 pub mod s3;
 pub mod settings;
 
@@ -32,6 +33,7 @@ pub trait Check: Send + Sync {
 pub fn build(kind: &str, settings: &Settings) -> Result<Box<dyn Check>, String> {
     match kind {
         "s3" => Ok(Box::new(s3::S3::from_settings(settings)?)),
+        "identity" => Ok(Box::new(identity::Identity::from_settings(settings)?)),
         other => Err(format!(
             "unknown check kind {other:?} (known kinds: {})",
             KINDS.join(", ")
@@ -40,7 +42,7 @@ pub fn build(kind: &str, settings: &Settings) -> Result<Box<dyn Check>, String> 
 }
 
 /// Every kind [`build`] knows, for help and error messages.
-pub const KINDS: &[&str] = &["s3"];
+pub const KINDS: &[&str] = &["s3", "identity"];
 
 /// Why a check failed, in a word a machine can switch on. The words are part
 /// of the `/health` JSON and of metric tags, so they never change meaning.
@@ -54,6 +56,8 @@ pub enum Reason {
     Denied,
     NotFound,
     Credentials,
+    /// The credentials work, but belong to someone else (`identity`).
+    WrongIdentity,
     Internal,
     ShuttingDown,
 }
@@ -69,6 +73,7 @@ impl Reason {
             Reason::Denied => "denied",
             Reason::NotFound => "not_found",
             Reason::Credentials => "credentials",
+            Reason::WrongIdentity => "wrong_identity",
             Reason::Internal => "internal",
             Reason::ShuttingDown => "shutting_down",
         }
