@@ -9,8 +9,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    ContainerCredsServer, CredsMode, Daemon, HangServer, MotoServer, StatsdReceiver, TestCreds,
-    MOTO_ACCOUNT, MOTO_DEFAULT_ARN,
+    ContainerCredsServer, CredsMode, Daemon, HangServer, MotoServer, StatsdReceiver, TestCa,
+    TestCreds, MOTO_ACCOUNT, MOTO_DEFAULT_ARN,
 };
 
 /// /health answers as soon as a check is done, so a generous timeout costs
@@ -264,6 +264,34 @@ fn container_credentials_are_reported_as_container() {
             .any(|r| r.header("Authorization") == Some("pod-identity-token")),
         "{requests:?}"
     );
+}
+
+#[test]
+fn https_with_a_private_ca_from_ssl_cert_file_and_without() {
+    let ca = TestCa::new();
+    let moto = MotoServer::start_tls(&ca);
+    let endpoint = moto.endpoint();
+    let ca_file = ca.ca_path();
+    let env = [
+        ("KUBERNARY_CHECKS", "id=identity"),
+        ("KUBERNARY_ID_ENDPOINT", endpoint.as_str()),
+        ("KUBERNARY_ID_EXPECT_ARN", MOTO_DEFAULT_ARN),
+        ("KUBERNARY_ID_TIMEOUT", TIMEOUT),
+        ("AWS_ACCESS_KEY_ID", "AKIAKUBERNARYTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "kubernary-test-secret"),
+    ];
+    let mut trusting = env.to_vec();
+    trusting.push(("SSL_CERT_FILE", ca_file.to_str().unwrap()));
+    let daemon = Daemon::start(&["--no-stats"], &trusting);
+    let (status, body) = daemon.json("/health");
+    assert_eq!(status, 200, "{body}\nmoto log:\n{}", moto.log());
+    assert_eq!(body["id"]["arn"], MOTO_DEFAULT_ARN, "{body}");
+    drop(daemon);
+
+    let daemon = Daemon::start(&["--no-stats"], &env);
+    let (status, body) = daemon.json("/health");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["id"]["reason"], "tls", "{body}");
 }
 
 #[test]

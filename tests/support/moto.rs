@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
 use super::http::{self, Response};
+use super::{free_port, TestCa};
 
 /// moto's default account.
 pub const MOTO_ACCOUNT: &str = "123456789012";
@@ -87,12 +87,25 @@ impl AwsKeys {
 pub struct MotoServer {
     child: Child,
     addr: SocketAddr,
+    tls: bool,
     // Holds moto.log; removed on drop, after the child died.
     root: tempfile::TempDir,
 }
 
 impl MotoServer {
+    /// Plain HTTP on `http://127.0.0.1:PORT`.
     pub fn start() -> MotoServer {
+        MotoServer::start_inner(None)
+    }
+
+    /// HTTPS on `https://127.0.0.1:PORT` with `ca`'s leaf certificate. The
+    /// setup calls below speak plain HTTP, so they do not work here: use it
+    /// with keys moto does not know, auth not enforced.
+    pub fn start_tls(ca: &TestCa) -> MotoServer {
+        MotoServer::start_inner(Some(ca))
+    }
+
+    fn start_inner(tls: Option<&TestCa>) -> MotoServer {
         let (dir, python) = moto_install();
         let root = tempfile::Builder::new()
             .prefix("kubernary-moto-")
@@ -106,8 +119,12 @@ impl MotoServer {
             let log = File::create(&log_path).expect("create moto.log");
             let mut cmd = Command::new(&python);
             cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-                .arg(port.to_string())
-                .env("PYTHONPATH", &dir)
+                .arg(port.to_string());
+            if let Some(ca) = tls {
+                cmd.arg("-c").arg(ca.cert_path());
+                cmd.arg("-k").arg(ca.key_path());
+            }
+            cmd.env("PYTHONPATH", &dir)
                 .env("HOME", root.path())
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("dup log file"))
@@ -121,8 +138,16 @@ impl MotoServer {
             let mut child = cmd
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawn {}: {e}", python.display()));
-            match wait_listening(&mut child, addr, &log_path) {
-                Ok(()) => return MotoServer { child, addr, root },
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            match wait_listening(&mut child, scheme, addr, &log_path) {
+                Ok(()) => {
+                    return MotoServer {
+                        child,
+                        addr,
+                        tls: tls.is_some(),
+                        root,
+                    }
+                }
                 Err(why) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -136,9 +161,10 @@ impl MotoServer {
         panic!("moto: no free port after {START_ATTEMPTS} attempts\nlast log:\n{last_log}");
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` with TLS.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -274,20 +300,25 @@ impl Drop for MotoServer {
 /// Waits for werkzeug's `Running on` line (printed once the socket is bound)
 /// and a connection: together they mean moto, not a process that took the
 /// port first, is listening.
-fn wait_listening(child: &mut Child, addr: SocketAddr, log_path: &Path) -> Result<(), String> {
+fn wait_listening(
+    child: &mut Child,
+    scheme: &str,
+    addr: SocketAddr,
+    log_path: &Path,
+) -> Result<(), String> {
     let deadline = Instant::now() + START_DEADLINE;
     loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             return Err(format!("moto exited with {status}"));
         }
         let started = std::fs::read_to_string(log_path)
-            .is_ok_and(|log| log.contains(&format!("Running on http://{addr}")));
+            .is_ok_and(|log| log.contains(&format!("Running on {scheme}://{addr}")));
         if started && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "no `Running on http://{addr}` line and connection within {START_DEADLINE:?}"
+                "no `Running on {scheme}://{addr}` line and connection within {START_DEADLINE:?}"
             ));
         }
         std::thread::sleep(Duration::from_millis(25));
