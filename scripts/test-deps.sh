@@ -18,6 +18,7 @@ export PIP_ROOT_USER_ACTION=ignore
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RCLONE_VERSION=1.75.2
+MOTO_VERSION=5.2.5
 
 require_pip() {
   if ! python3 -m pip --version >/dev/null 2>&1; then
@@ -57,14 +58,48 @@ install_rclone() {
   echo "rclone $RCLONE_VERSION: installed at $bin"
 }
 
-# --- moto (later issue) -----------------------------------------------------
-# moto[server] will provide fake STS/IMDS/container-credential endpoints.
-# Not installed yet: when that issue lands, install it here the same way,
-# e.g. `python3 -m pip install --target "$TOOLS/moto" "moto[server]==<pin>"`,
-# and call install_moto below.
+# moto's server is the STS (and IAM) the identity check is tested against:
+# tests/support/moto.rs starts `python -m moto.server` with PYTHONPATH set to
+# .tools/moto. Only moto is pinned; pip picks its dependencies. The
+# interpreter that installed it is written to .tools/moto/python, and the
+# tests run that one: compiled dependencies (cryptography, pydantic-core)
+# load only in the Python version they were built for.
 install_moto() {
-  :
+  local dir="$TOOLS/moto"
+  local marker="$dir/python"
+  if [[ -f "$marker" ]]; then
+    local py
+    py="$(cat "$marker")"
+    if [[ -x "$py" ]] && [[ -f "$dir/moto/server.py" ]] &&
+      [[ "$(PYTHONPATH="$dir" "$py" -c 'import moto; print(moto.__version__)' 2>/dev/null)" == "$MOTO_VERSION" ]]; then
+      echo "moto $MOTO_VERSION: already present at $dir"
+      return
+    fi
+  fi
+  require_pip
+  rm -rf "$dir"
+  # pip's resolver complains about conflicts with whatever else the system
+  # Python has installed, which do not concern a --target folder; show its
+  # output only when it fails.
+  local log
+  log="$(mktemp)"
+  if ! python3 -m pip install --no-warn-script-location \
+    --target "$dir" "moto[server]==$MOTO_VERSION" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "test-deps: pip could not install moto[server]==$MOTO_VERSION" >&2
+    exit 1
+  fi
+  rm -f "$log"
+  python3 -c 'import sys; print(sys.executable)' >"$marker"
+  local got
+  got="$(PYTHONPATH="$dir" "$(cat "$marker")" -c 'import moto.server, moto; print(moto.__version__)')"
+  if [[ "$got" != "$MOTO_VERSION" ]]; then
+    echo "test-deps: expected moto $MOTO_VERSION, $dir has: $got" >&2
+    exit 1
+  fi
+  echo "moto $MOTO_VERSION: installed at $dir"
 }
 
 install_rclone
-# install_moto
+install_moto

@@ -66,6 +66,19 @@ pub fn send_form(
     finish(response, what, attempt)
 }
 
+/// [`send`] for a request with a body given as bytes, for a body that had
+/// to be known before sending (a signed one).
+pub fn send_bytes(
+    request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    body: &[u8],
+    what: &str,
+    attempt: &Attempt,
+) -> Result<Reply, Failure> {
+    let left = attempt.remaining()?;
+    let response = request.config().timeout_global(Some(left)).build().send(body);
+    finish(response, what, attempt)
+}
+
 fn finish(
     response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     what: &str,

@@ -1,7 +1,8 @@
-//! What the `s3` (and later `identity`) checks need from AWS, in plain
-//! blocking code: the credential chain and the few XML fields we read.
+//! What the `s3` and `identity` checks need from AWS, in plain blocking
+//! code: the credential chain, SigV4 signing and the few XML fields we read.
 
 pub mod credentials;
+pub mod sigv4;
 
 pub use credentials::{AwsCredentials, Source};
 

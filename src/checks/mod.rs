@@ -16,6 +16,7 @@ use crate::duration::Go;
 
 pub mod dns;
 pub mod http;
+pub mod identity;
 pub mod kubernetes;
 pub mod s3;
 pub mod settings;
@@ -40,12 +41,13 @@ pub fn build(kind: &str, settings: &Settings) -> Result<Box<dyn Check>, String> 
         "tcp" => Ok(Box::new(tcp::Tcp::from_settings(settings)?)),
         "dns" => Ok(Box::new(dns::Dns::from_settings(settings)?)),
         "kubernetes" => Ok(Box::new(kubernetes::Kubernetes::from_settings(settings)?)),
+        "identity" => Ok(Box::new(identity::Identity::from_settings(settings)?)),
         other => Err(format!("unknown check kind {other:?} (known kinds: {})", KINDS.join(", "))),
     }
 }
 
 /// Every kind [`build`] knows, for help and error messages.
-pub const KINDS: &[&str] = &["s3", "http", "tcp", "dns", "kubernetes"];
+pub const KINDS: &[&str] = &["s3", "http", "tcp", "dns", "kubernetes", "identity"];
 
 /// Why a check failed, in a word a machine can switch on. The words are part
 /// of the `/health` JSON and of metric tags, so they never change meaning.
@@ -59,6 +61,8 @@ pub enum Reason {
     Denied,
     NotFound,
     Credentials,
+    /// The credentials work, but belong to someone else (`identity`).
+    WrongIdentity,
     Internal,
     ShuttingDown,
 }
@@ -74,6 +78,7 @@ impl Reason {
             Reason::Denied => "denied",
             Reason::NotFound => "not_found",
             Reason::Credentials => "credentials",
+            Reason::WrongIdentity => "wrong_identity",
             Reason::Internal => "internal",
             Reason::ShuttingDown => "shutting_down",
         }

@@ -18,6 +18,7 @@
 mod daemon;
 mod fake_http;
 mod http;
+mod moto;
 mod s3;
 mod statsd;
 mod tls;
@@ -26,6 +27,7 @@ mod web;
 pub use daemon::Daemon;
 pub use fake_http::{ContainerCredsServer, CredsMode, HangServer, RecordedRequest, TestCreds};
 pub use http::{request as http_request, send_raw as http_send_raw, Response, IO_TIMEOUT};
+pub use moto::{AwsKeys, MotoServer, MOTO_ACCOUNT, MOTO_DEFAULT_ARN};
 pub use s3::{rclone_path, S3Server};
 pub use statsd::StatsdReceiver;
 pub use tls::TestCa;
