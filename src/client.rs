@@ -4,7 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ureq::config::Config;
+use ureq::http::Uri;
 use ureq::tls::{RootCerts, TlsConfig};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::checks::{Attempt, Failure, Reason};
 
@@ -23,16 +27,19 @@ pub fn agent(roots: RootCerts, follow_redirects: bool) -> ureq::Agent {
         .root_certs(roots)
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .build();
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .max_redirects(if follow_redirects { 10 } else { 0 })
-        .max_redirects_will_error(false)
-        .proxy(None)
-        .max_idle_connections(0)
-        .user_agent(concat!("kubernary/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent()
+    ureq::Agent::with_parts(
+        ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .max_redirects(if follow_redirects { 10 } else { 0 })
+            .max_redirects_will_error(false)
+            .proxy(None)
+            .max_idle_connections(0)
+            .user_agent(concat!("kubernary/", env!("CARGO_PKG_VERSION")))
+            .build(),
+        DefaultConnector::new(),
+        InlineResolver::default(),
+    )
 }
 
 /// A finished exchange: status and (bounded) body.
@@ -124,4 +131,25 @@ pub fn classify(what: &str, err: ureq::Error, attempt: &Attempt) -> Failure {
 /// A deadline-bounded duration for sockets a check opens itself.
 pub fn at_least_1ms(d: Duration) -> Duration {
     d.max(Duration::from_millis(1))
+}
+
+/// Resolves on the calling thread, with no timeout of its own.
+///
+/// ureq's own resolver, given a timeout, resolves on a new thread and leaves
+/// it behind at the deadline; with a hung resolver every run would leave one
+/// more thread. On the check's worker instead, a hung lookup holds that one
+/// worker, the run is reported at its deadline all the same, and single
+/// flight means no second run starts while it hangs: nothing piles up.
+#[derive(Debug, Default)]
+struct InlineResolver(DefaultResolver);
+
+impl Resolver for InlineResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        _: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        self.0.resolve(uri, config, NextTimeout::default())
+    }
 }
