@@ -11,7 +11,9 @@ use support::Daemon;
 fn threads(d: &Daemon) -> usize {
     std::fs::read_to_string(format!("/proc/{}/status", d.pid()))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse().unwrap_or(0))))
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse().unwrap_or(0)))
+        })
         .unwrap_or(0)
 }
 
