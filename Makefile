@@ -49,8 +49,9 @@ static: ## static, stripped, size-optimized binary: target/static/kubernary
 	fi
 	@echo "$(STATIC_BIN): static, $$(wc -c < $(STATIC_BIN)) bytes"
 
+# podman builds OCI images by default, and the OCI format has no HEALTHCHECK.
 image: ## container image (IMAGE=kubernary:latest) from Containerfile, with podman or docker
-	@if command -v podman >/dev/null 2>&1; then engine=podman; \
+	@if command -v podman >/dev/null 2>&1; then engine="podman"; format="--format docker"; \
 	elif command -v docker >/dev/null 2>&1; then \
 		if ! docker info >/dev/null 2>&1; then \
 			echo "make image: docker is installed but no Docker engine answers (docker info fails); start one or install podman" >&2; exit 1; \
@@ -58,8 +59,8 @@ image: ## container image (IMAGE=kubernary:latest) from Containerfile, with podm
 	else \
 		echo "make image: neither podman nor docker is installed; install one to build the image (make static builds the binary alone)" >&2; exit 1; \
 	fi; \
-	echo "$$engine build -t $(IMAGE) ."; \
-	$$engine build -f Containerfile -t $(IMAGE) \
+	echo "$$engine build -f Containerfile -t $(IMAGE) ."; \
+	$$engine build $$format -f Containerfile -t $(IMAGE) \
 		--build-arg KUBERNARY_COMMIT=$(COMMIT) \
 		--build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1) \
 		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
