@@ -7,7 +7,26 @@ LISTEN ?= 127.0.0.1:10002
 # Empty: no metrics. Set to host:port to send statsd metrics.
 STATSD ?=
 
-.PHONY: help build release run test test-deps lint fmt clean
+# The static binary: what the container image holds (Containerfile copies
+# this path; tests/container.rs checks that the two agree) and what the
+# empty-root test runs. glibc with crt-static, for the machine's own target.
+STATIC_BIN := target/static/kubernary
+STATIC_TARGET ?= $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+CARGO_OUT := $(or $(CARGO_TARGET_DIR),target)
+
+# The container image `make image` builds.
+IMAGE ?= kubernary:latest
+COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+# As root, `make test` also builds the static binary and runs it in an
+# empty root (chroot), as a FROM scratch container would; otherwise that
+# test says it skips.
+ifeq ($(shell id -u),0)
+TEST_STATIC := static
+TEST_ENV := KUBERNARY_STATIC_BIN=$(CURDIR)/$(STATIC_BIN)
+endif
+
+.PHONY: help build release static image run test test-deps lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -18,14 +37,42 @@ build: ## debug build
 release: ## optimized build: target/release/kubernary
 	$(CARGO) build --release
 
+static: ## static, stripped, size-optimized binary: target/static/kubernary
+	@test -n "$(STATIC_TARGET)" || { echo "make static: cannot tell the target triple (is rustc installed?)" >&2; exit 1; }
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(STATIC_TARGET)
+	@mkdir -p $(dir $(STATIC_BIN))
+	cp $(CARGO_OUT)/$(STATIC_TARGET)/release/kubernary $(STATIC_BIN)
+	@if ! command -v readelf >/dev/null; then \
+		echo "make static: readelf not found, cannot verify that $(STATIC_BIN) is static" >&2; \
+	elif readelf -l $(STATIC_BIN) | grep -q 'program interpreter'; then \
+		echo "make static: $(STATIC_BIN) is dynamically linked" >&2; exit 1; \
+	fi
+	@echo "$(STATIC_BIN): static, $$(wc -c < $(STATIC_BIN)) bytes"
+
+# podman builds OCI images by default, and the OCI format has no HEALTHCHECK.
+image: ## container image (IMAGE=kubernary:latest) from Containerfile, with podman or docker
+	@if command -v podman >/dev/null 2>&1; then engine="podman"; format="--format docker"; \
+	elif command -v docker >/dev/null 2>&1; then \
+		if ! docker info >/dev/null 2>&1; then \
+			echo "make image: docker is installed but no Docker engine answers (docker info fails); start one or install podman" >&2; exit 1; \
+		fi; engine=docker; \
+	else \
+		echo "make image: neither podman nor docker is installed; install one to build the image (make static builds the binary alone)" >&2; exit 1; \
+	fi; \
+	echo "$$engine build -f Containerfile -t $(IMAGE) ."; \
+	$$engine build $$format -f Containerfile -t $(IMAGE) \
+		--build-arg KUBERNARY_COMMIT=$(COMMIT) \
+		--build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+
 run: build test-deps ## run the daemon against a local S3 server with a seeded object (no cloud account needed)
 	CARGO="$(CARGO)" RUN_S3_ADDR="$(RUN_S3_ADDR)" LISTEN="$(LISTEN)" STATSD="$(STATSD)" scripts/run-local.sh
 
 test-deps: ## install what the tests need into .tools/ (rclone, moto)
 	scripts/test-deps.sh
 
-test: test-deps ## run every test
-	$(CARGO) test --all-targets
+test: test-deps $(TEST_STATIC) ## run every test (as root, also the static binary in an empty root)
+	$(TEST_ENV) $(CARGO) test --all-targets
 
 lint: ## formatting and clippy, as CI checks them
 	$(CARGO) fmt --check

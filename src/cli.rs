@@ -12,6 +12,9 @@ use crate::duration;
 
 /// Checks whether your Kubernetes cluster works.
 #[derive(FromArgs, Debug, Default)]
+#[argh(
+    note = "`kubernary probe [<url>]` probes a running kubernary over HTTP, for container health checks; see `kubernary probe --help`."
+)]
 pub struct Args {
     /// don't send statsd stats [env KUBERNARY_NO_STATS]
     #[argh(switch)]

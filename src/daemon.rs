@@ -68,7 +68,7 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
             return 1;
         }
     };
-    info!("kubernary {} listening on {listening}", env!("CARGO_PKG_VERSION"));
+    info!("kubernary {} listening on {listening}", crate::VERSION);
     info!("checks: {}", names.join(", "));
     debug!("options: {options:?}");
     match &options.statsd {

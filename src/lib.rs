@@ -10,7 +10,8 @@
 //! - [`shutdown`]: one atomic flag with deadline timers;
 //! - [`metrics`]: statsd through cadence, never in a check's way;
 //! - [`checks`]: one file per kind behind one small trait;
-//! - [`cli`] and [`config`]: flags and environment, kept apart from the core.
+//! - [`cli`] and [`config`]: flags and environment, kept apart from the core;
+//! - [`probe`]: `kubernary probe`, the HTTP self-probe for scratch images.
 
 pub mod aws;
 pub mod checks;
@@ -22,6 +23,7 @@ pub mod duration;
 pub mod logging;
 pub mod metrics;
 pub mod pool;
+pub mod probe;
 pub mod prometheus;
 pub mod reaper;
 pub mod runs;
@@ -30,6 +32,11 @@ pub mod server;
 pub mod shutdown;
 pub mod tls;
 pub mod verdict;
+
+/// `0.1.0 (commit 1a2b3c4)`: the crate's version and the git commit it was
+/// built from (`unknown` when neither git nor `KUBERNARY_COMMIT` said; see
+/// build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KUBERNARY_COMMIT"), ")");
 
 #[cfg(test)]
 mod tests_support {

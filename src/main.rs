@@ -3,13 +3,24 @@ use std::process::ExitCode;
 
 use kubernary::cli::{self, Exit};
 use kubernary::daemon::{self, EXIT_USAGE};
-use kubernary::{logging, tls};
+use kubernary::{logging, probe, tls};
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     let env: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
+    // `kubernary probe ...` before argh, so that the seed's command line,
+    // `kubernary [flags] <statsd>`, stays exactly as it was.
+    if argv.first().map(String::as_str) == Some(probe::COMMAND) {
+        tls::install_crypto_provider();
+        let outcome = probe::run(&argv[1..], &|name| env.get(name).cloned());
+        match outcome.code {
+            0 => println!("{}", outcome.line),
+            _ => eprintln!("{}", outcome.line),
+        }
+        return ExitCode::from(outcome.code);
+    }
     let options = match cli::parse(&argv, &|name| env.get(name).cloned()) {
         Ok(options) => options,
         Err(Exit::Help(text)) => {
@@ -17,7 +28,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(Exit::Version) => {
-            println!("kubernary {}", env!("CARGO_PKG_VERSION"));
+            println!("kubernary {}", kubernary::VERSION);
             return ExitCode::SUCCESS;
         }
         Err(Exit::Error(message)) => {

@@ -67,16 +67,23 @@ impl Shutdown {
     }
 }
 
-/// Turns SIGTERM and SIGINT into a shutdown. A second one exits at once, as
-/// an impatient operator expects of a second Ctrl-C.
+/// Turns SIGTERM and SIGINT into a shutdown. A second signal exits at once,
+/// as an impatient operator expects of a second Ctrl-C. Only a second
+/// *signal* does: the SIGTERM that Kubernetes sends right after a `preStop`
+/// hook has called `/quitquitquit` is the first, and lets the drain go on.
 pub fn watch_signals(shutdown: Shutdown) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     thread::Builder::new().name("signals".into()).stack_size(64 * 1024).spawn(move || {
+        let mut received = false;
         for signal in signals.forever() {
             let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
-            if !shutdown.trigger(&format!("{name} received")) {
+            if received {
                 warn!("{name} received again: exiting now");
                 std::process::exit(128 + signal);
+            }
+            received = true;
+            if !shutdown.trigger(&format!("{name} received")) {
+                info!("{name} received: the shutdown is already under way");
             }
         }
     })?;

@@ -43,10 +43,24 @@ fn help_reads_like_the_seed() {
 }
 
 #[test]
-fn version_prints_the_version() {
+fn version_prints_the_version_and_the_git_commit() {
     let (code, _, stdout) = run(&["--version"], &[]);
     assert_eq!(code, 0);
     assert!(stdout.starts_with(&format!("kubernary {}", env!("CARGO_PKG_VERSION"))), "{stdout}");
+    // build.rs asks git; the tests run in a checkout, so it must have said.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        Some(head) => {
+            assert_eq!(stdout.trim(), format!("kubernary {} (commit {head})", env!("CARGO_PKG_VERSION")),)
+        }
+        None => assert!(stdout.contains("(commit "), "{stdout}"),
+    }
 }
 
 #[test]

@@ -83,6 +83,27 @@ fn draining_answers_requests_in_flight_and_reports_shutting_down() {
     assert_eq!(status.code(), Some(0), "a drained shutdown is graceful");
 }
 
+/// What Kubernetes does with the deploy/ manifests: the preStop hook GETs
+/// /quitquitquit, then the kubelet sends SIGTERM. That SIGTERM is the first
+/// signal, not a second one: the drain goes on and the exit is graceful.
+#[test]
+fn sigterm_after_quitquitquit_lets_the_drain_finish() {
+    let hang = HangServer::start();
+    let mut daemon = hanging_daemon(&hang, "2s", &["--no-stats", "--close-after=10s", "--kill-after=20s"]);
+    let addr = daemon.addr();
+    let in_flight =
+        thread::spawn(move || support::http_request(addr, "GET", "/health", &[], b"").map(|r| r.status));
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(daemon.get("/quitquitquit").status, 200);
+    daemon.signal("TERM");
+    assert!(
+        daemon.wait_for_log("SIGTERM received: the shutdown is already under way", Duration::from_secs(5))
+    );
+    assert_eq!(in_flight.join().unwrap().expect("the request in flight is answered"), 503);
+    let status = daemon.wait_exit(Duration::from_secs(10)).expect("exit once drained");
+    assert_eq!(status.code(), Some(0), "a drained shutdown is graceful");
+}
+
 #[test]
 fn a_hung_check_is_left_behind_at_its_timeout() {
     let hang = HangServer::start();

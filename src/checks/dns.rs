@@ -21,6 +21,9 @@ use std::net::{IpAddr, ToSocketAddrs};
 use crate::checks::tcp::resolver_text;
 use crate::checks::{Attempt, Check, Failure, Reason, Settings};
 
+/// The keys this kind reads besides [`COMMON_KEYS`](super::COMMON_KEYS).
+pub const KEYS: &[&str] = &["NAME", "MIN_ADDRESSES"];
+
 pub struct Dns {
     name: String,
     min_addresses: usize,

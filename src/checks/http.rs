@@ -22,6 +22,9 @@ use crate::checks::{Attempt, Check, Failure, Reason, Settings};
 use crate::client;
 use crate::tls;
 
+/// The keys this kind reads besides [`COMMON_KEYS`](super::COMMON_KEYS).
+pub const KEYS: &[&str] = &["URL", "EXPECT_STATUS", "FOLLOW_REDIRECTS", "CA_FILE"];
+
 pub struct Http {
     url: String,
     /// The URL for messages: a password in it is replaced by `***`.

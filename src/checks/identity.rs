@@ -26,6 +26,9 @@ use crate::tls;
 const BODY: &[u8] = b"Action=GetCallerIdentity&Version=2011-06-15";
 const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
+/// The keys this kind reads besides [`COMMON_KEYS`](super::COMMON_KEYS).
+pub const KEYS: &[&str] = &["EXPECT_ARN", "EXPECT_ROLE", "REGION", "ENDPOINT"];
+
 pub struct Identity {
     region: String,
     endpoint: Endpoint,

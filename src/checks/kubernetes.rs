@@ -35,6 +35,9 @@ use crate::tls;
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 pub const DEFAULT_CA_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 
+/// The keys this kind reads besides [`COMMON_KEYS`](super::COMMON_KEYS).
+pub const KEYS: &[&str] = &["URL", "TOKEN_FILE", "CA_FILE", "PATH"];
+
 pub struct Kubernetes {
     /// Base URL and path.
     url: String,

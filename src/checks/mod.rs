@@ -49,6 +49,25 @@ pub fn build(kind: &str, settings: &Settings) -> Result<Box<dyn Check>, String> 
 /// Every kind [`build`] knows, for help and error messages.
 pub const KINDS: &[&str] = &["s3", "http", "tcp", "dns", "kubernetes", "identity"];
 
+/// Keys every check has (`config` reads them): `KUBERNARY_<NAME>_INTERVAL`,
+/// `_TIMEOUT`, `_FAIL_AFTER` and `_PASS_AFTER`.
+pub const COMMON_KEYS: &[&str] = &["INTERVAL", "TIMEOUT", "FAIL_AFTER", "PASS_AFTER"];
+
+/// The keys a kind reads besides [`COMMON_KEYS`], each kind's own `KEYS`;
+/// `None` for an unknown kind. One list per kind, in the kind's file, so
+/// that tests (deploy/ manifests) and docs cannot drift from the code.
+pub fn keys(kind: &str) -> Option<&'static [&'static str]> {
+    match kind {
+        "s3" => Some(s3::KEYS),
+        "http" => Some(http::KEYS),
+        "tcp" => Some(tcp::KEYS),
+        "dns" => Some(dns::KEYS),
+        "kubernetes" => Some(kubernetes::KEYS),
+        "identity" => Some(identity::KEYS),
+        _ => None,
+    }
+}
+
 /// Why a check failed, in a word a machine can switch on. The words are part
 /// of the `/health` JSON and of metric tags, so they never change meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

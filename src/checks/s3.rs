@@ -22,6 +22,11 @@ pub struct S3 {
     agent: ureq::Agent,
 }
 
+/// Every `KUBERNARY_<NAME>_<KEY>` key this kind reads, besides
+/// [`COMMON_KEYS`](super::COMMON_KEYS). The deploy/ manifests are checked
+/// against it; a test below checks it against what `from_settings` reads.
+pub const KEYS: &[&str] = &["BUCKET", "KEY", "REGION", "ENDPOINT"];
+
 impl S3 {
     pub fn from_settings(settings: &Settings) -> Result<S3, String> {
         let bucket = settings.require("BUCKET", "the bucket to read from")?.to_string();
@@ -154,5 +159,33 @@ fn s3_error(what: &str, err: S3Error, attempt: &Attempt) -> Failure {
             Failure::new(Reason::HttpStatus, format!("{what} failed: {}", aws::describe_error(status, &body)))
         }
         other => Failure::new(Reason::Internal, format!("{what} failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod keys_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn keys_are_what_from_settings_reads() {
+        crate::tls::install_crypto_provider();
+        let env: HashMap<String, String> = [
+            ("KUBERNARY_X_BUCKET", "b"),
+            ("KUBERNARY_X_KEY", "k"),
+            ("KUBERNARY_X_REGION", "eu-west-1"),
+            ("KUBERNARY_X_ENDPOINT", "http://127.0.0.1:1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let settings = Settings::new("x", &env);
+        S3::from_settings(&settings).unwrap();
+        let mut read = settings.keys_read();
+        let mut keys: Vec<String> = KEYS.iter().map(|k| k.to_string()).collect();
+        read.sort();
+        keys.sort();
+        assert_eq!(read, keys);
     }
 }

@@ -1,6 +1,7 @@
 //! A check's settings: `KUBERNARY_<NAME>_<KEY>` variables, the seed's
 //! `CheckConfigFromEnv` pattern. Errors name the variable to fix.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -9,12 +10,19 @@ use crate::duration;
 pub struct Settings<'a> {
     prefix: String,
     env: &'a HashMap<String, String>,
+    /// Every key asked for, so tests can hold a kind's `KEYS` to the truth.
+    read: RefCell<Vec<String>>,
 }
 
 impl<'a> Settings<'a> {
     pub fn new(check_name: &str, env: &'a HashMap<String, String>) -> Settings<'a> {
         let prefix = format!("KUBERNARY_{}_", check_name.to_ascii_uppercase().replace('-', "_"));
-        Settings { prefix, env }
+        Settings { prefix, env, read: RefCell::new(Vec::new()) }
+    }
+
+    /// The keys asked for so far, each once, in the order first asked.
+    pub fn keys_read(&self) -> Vec<String> {
+        self.read.borrow().clone()
     }
 
     /// The variable that holds `key`, for messages.
@@ -24,6 +32,11 @@ impl<'a> Settings<'a> {
 
     /// A set, non-empty value.
     pub fn get(&self, key: &str) -> Option<&'a str> {
+        let mut read = self.read.borrow_mut();
+        if !read.iter().any(|k| k == key) {
+            read.push(key.to_string());
+        }
+        drop(read);
         self.env.get(&self.var(key)).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 

@@ -17,6 +17,9 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 
 use crate::checks::{Attempt, Check, Failure, Reason, Settings};
 
+/// The keys this kind reads besides [`COMMON_KEYS`](super::COMMON_KEYS).
+pub const KEYS: &[&str] = &["ADDRESS"];
+
 pub struct Tcp {
     /// As configured, for messages.
     address: String,

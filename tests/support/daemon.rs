@@ -34,7 +34,15 @@ impl Daemon {
     /// adding it would defeat tests of the variable). See `spawn_raw` for
     /// the environment the daemon gets.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        let mut d = Daemon::spawn(args, envs, true);
+        Daemon::start_command(&[env!("CARGO_BIN_EXE_kubernary")], args, envs)
+    }
+
+    /// [`Daemon::start`] for another way of running kubernary: `command` is
+    /// the program and the arguments that come before kubernary's own, e.g.
+    /// `["chroot", "/tmp/root", "/kubernary"]` for a static binary in an
+    /// empty root. The pid is the daemon's when the program `exec`s it.
+    pub fn start_command(command: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        let mut d = Daemon::spawn(command, args, envs, true);
         let deadline = Instant::now() + LISTEN_DEADLINE;
         loop {
             if let Some(addr) = listen_addr(&d.logs()) {
@@ -68,13 +76,15 @@ impl Daemon {
     /// is read; `RUST_BACKTRACE=1` so a panic is diagnosable; then `envs`,
     /// which override all of these (e.g. a `HOME` the test filled in).
     pub fn spawn_raw(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        Daemon::spawn(args, envs, false)
+        Daemon::spawn(&[env!("CARGO_BIN_EXE_kubernary")], args, envs, false)
     }
 
-    fn spawn(args: &[&str], envs: &[(&str, &str)], add_listen: bool) -> Daemon {
+    fn spawn(command: &[&str], args: &[&str], envs: &[(&str, &str)], add_listen: bool) -> Daemon {
         let home = tempfile::Builder::new().prefix("kubernary-home-").tempdir().expect("tempdir for HOME");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubernary"));
-        cmd.env_clear()
+        let (program, leading) = command.split_first().expect("a program to run");
+        let mut cmd = Command::new(program);
+        cmd.args(leading)
+            .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
             .env("AWS_EC2_METADATA_DISABLED", "true")
             // glibc then never asks a DNS server: /etc/hosts still answers
