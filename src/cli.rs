@@ -173,9 +173,8 @@ fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, 
             (None, None) => (default.to_string(), flag.to_string()),
         }
     };
-    let duration = |(text, source): (String, String)| {
-        duration::parse(&text).map_err(|e| format!("{source}: {e} (write it like 500ms, 30s, 1m30s or 1h)"))
-    };
+    let duration =
+        |(text, source): (String, String)| duration::parse(&text).map_err(|e| format!("{source}: {e}"));
 
     let no_stats = switch(args.no_stats, "KUBERNARY_NO_STATS")?;
     let debug = switch(args.debug, "KUBERNARY_DEBUG")?;

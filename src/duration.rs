@@ -10,7 +10,7 @@ use std::time::Duration;
 pub fn parse(input: &str) -> Result<Duration, String> {
     let s = input.trim();
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err("empty duration (write it like 500ms, 30s or 1m30s)".into());
     }
     if s == "0" {
         return Ok(Duration::ZERO);
@@ -24,7 +24,9 @@ pub fn parse(input: &str) -> Result<Duration, String> {
         let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let (number, after) = rest.split_at(number_len);
         if number.is_empty() || number == "." {
-            return Err(format!("invalid duration {input:?}: expected a number"));
+            return Err(format!(
+                "invalid duration {input:?}: expected a number (write it like 500ms, 30s or 1m30s)"
+            ));
         }
         let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);

@@ -33,7 +33,6 @@ fn main() -> ExitCode {
         }
         Err(Exit::Error(message)) => {
             eprintln!("kubernary: {message}");
-            eprintln!("Run kubernary --help for usage.");
             return ExitCode::from(EXIT_USAGE as u8);
         }
     };

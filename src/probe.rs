@@ -95,8 +95,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Op
                 let text = inline
                     .or_else(|| rest.next().cloned())
                     .ok_or("--timeout needs a duration, for example --timeout 5s")?;
-                timeout = duration::parse(&text)
-                    .map_err(|e| format!("--timeout: {e} (write it like 500ms, 5s or 1m)"))?;
+                timeout = duration::parse(&text).map_err(|e| format!("--timeout: {e}"))?;
                 if timeout.is_zero() {
                     return Err("--timeout: must be more than 0".into());
                 }
