@@ -111,7 +111,7 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Op
         Err(early) => {
             return Err(match early.status {
                 Ok(()) => Exit::Help(early.output),
-                Err(()) => Exit::Error(early.output.trim().to_string()),
+                Err(()) => Exit::Error(format!("{} (kubernary --help lists the flags)", early.output.trim())),
             })
         }
     };
