@@ -30,13 +30,14 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     // the first failure instead, within its timeout.
     s3::set_retries(0);
 
-    let http = match server::bind(&options.listen) {
+    let http = match server::bind(&options.listen, options.http_idle_timeout) {
         Ok(http) => http,
         Err(e) => {
             eprintln!("kubernary: --listen {}: {e}", options.listen_text);
             return EXIT_USAGE;
         }
     };
+    let port = http.local_addr().map(|a| a.port()).unwrap_or(0);
     let listening = http.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| options.listen_text.clone());
     let metrics = Arc::new(Metrics::new(options.statsd.as_deref(), &options.prefix, &options.tags));
     for entry in &entries {
@@ -48,9 +49,8 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
         .collect();
     let runner = Arc::new(Runner::new(entries, metrics));
     let shutdown = Shutdown::new();
-    let app = Arc::new(App::new(runner.clone(), shutdown.clone(), &options));
+    let app = Arc::new(App::new(runner.clone(), shutdown.clone(), &options, port));
 
-    let port = http.local_addr().map(|a| a.port()).unwrap_or(0);
     let started = shutdown::watch_signals(shutdown.clone())
         .and_then(|()| {
             reaper::spawn(

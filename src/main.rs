@@ -42,9 +42,10 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
         log::error!("bug: thread {} {info}", thread.name().unwrap_or("(http library)"));
-        // Every thread of ours has a name; the others are tiny_http's.
-        if thread.name().is_none() {
-            kubernary::server::foreign_panic();
+        // Every thread of ours has a name. tiny_http's accept thread panics
+        // when it cannot spawn a connection thread, and then accepts no more.
+        if thread.name().is_none() && info.to_string().contains("failed to spawn thread") {
+            kubernary::server::accept_thread_died();
         }
     }));
     tls::install_crypto_provider();

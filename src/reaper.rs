@@ -1,24 +1,29 @@
 //! The connection reaper: the timeouts and limits tiny_http does not have.
 //!
-//! tiny_http gives every connection a thread, sets no timeouts, reads header
-//! lines of any length, and offers no hook on the sockets it accepts. (A
-//! timeout set on the listening socket is copied to accepted sockets, but it
-//! also times out tiny_http's blocking `accept`, which then stops for good.)
-//! So this thread looks at the server's connections from the outside, a few
-//! times a second while there are any: it finds them in `/proc/self/fd`,
-//! reads the kernel's TCP counters for each, gives each a send timeout, and
-//! shuts down (`shutdown(2)`, which wakes tiny_http's thread so that it
-//! closes the socket and ends) every connection that
+//! tiny_http gives every connection a thread, reads header lines of any
+//! length, and offers no hook on the sockets it accepts. (The listener's
+//! send timeout is copied to accepted sockets, see `server::bind`; a
+//! receive timeout would be too, but it also times out tiny_http's blocking
+//! `accept`, which then stops for good.) So this thread looks at the
+//! server's connections from the outside, a few times a second while there
+//! are any: it finds them in `/proc/self/fd`, reads the kernel's TCP
+//! counters for each, and shuts down (`shutdown(2)`, which wakes tiny_http's
+//! thread so that it closes the socket and ends) every connection that
 //!
 //! - has been idle for [`Limits::idle`] in both directions;
-//! - has sent more than [`Limits::request_bytes`] and never had an answer
-//!   (an endless header: tiny_http buffers it all);
+//! - has sent more than [`Limits::request_bytes`] since its last answer (an
+//!   endless header: tiny_http buffers it all);
 //! - has gone [`Limits::no_reply`] without an answer while still trickling
 //!   bytes in (a slowloris);
 //! - is beyond [`Limits::connections`], idlest first.
 //!
 //! A connection whose request is being handled (a `/health` waiting for its
 //! checks) is never reaped; the checks' timeouts bound those.
+//!
+//! Descriptor numbers are reused as soon as tiny_http closes one, so every
+//! socket is pinned with a duplicate descriptor and its inode checked on the
+//! duplicate before anything is read from or done to it: the reaper can only
+//! ever act on the server connection it looked at.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,15 +41,12 @@ pub struct Limits {
     pub no_reply: Duration,
     pub request_bytes: u64,
     pub connections: usize,
-    /// Given to every connection so that an answer to a client that stopped
-    /// reading cannot block its thread forever.
-    pub send_timeout: Duration,
 }
 
 impl Limits {
     /// Limits for `--http-idle-timeout` and `--max-connections`.
     pub fn new(idle: Duration, connections: usize) -> Limits {
-        Limits { idle, no_reply: idle * 3, request_bytes: 64 * 1024, connections, send_timeout: idle }
+        Limits { idle, no_reply: idle.saturating_mul(3), request_bytes: 64 * 1024, connections }
     }
 }
 
@@ -53,13 +55,15 @@ struct Seen {
     inode: u64,
     acked: u64,
     replied_at: Instant,
+    /// Bytes received when the latest answer went out.
+    received_at_reply: u64,
     /// Shut down already; its thread is draining what was buffered.
     reaped: bool,
 }
 
-/// One connection as a scan finds it.
+/// One connection as a scan finds it, pinned by a duplicate descriptor.
 struct Conn {
-    fd: RawFd,
+    fd: Pinned,
     peer: Option<SocketAddr>,
     idle: Duration,
     received: u64,
@@ -87,24 +91,26 @@ fn scan(port: u16, limits: &Limits, inflight: &InFlight, seen: &mut HashMap<RawF
     for entry in dir.flatten() {
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else { continue };
         let Some(inode) = socket_inode(fd) else { continue };
-        let Some(conn) = server_connection(fd, port) else { continue };
+        let Some(pinned) = Pinned::new(fd, inode) else { continue };
+        let Some(conn) = server_connection(pinned, port) else { continue };
         live.push(fd);
-        let state =
-            seen.entry(fd).or_insert_with(|| Seen { inode: 0, acked: 0, replied_at: now, reaped: false });
+        let fresh =
+            || Seen { inode, acked: conn.acked, replied_at: now, received_at_reply: 0, reaped: false };
+        let state = seen.entry(fd).or_insert_with(fresh);
         if state.inode != inode {
-            // A new connection (or a new socket under a reused number).
-            *state = Seen { inode, acked: conn.acked, replied_at: now, reaped: false };
-            set_send_timeout(fd, limits.send_timeout);
+            // A new connection under a reused number.
+            *state = fresh();
         } else if conn.acked > state.acked {
             state.acked = conn.acked;
             state.replied_at = now;
+            state.received_at_reply = conn.received;
         }
         if state.reaped || conn.peer.is_some_and(|p| busy.contains(&p)) {
             continue;
         }
         let why = if conn.idle >= limits.idle {
             Some("idle")
-        } else if conn.received > limits.request_bytes && conn.acked == 0 {
+        } else if conn.received.saturating_sub(state.received_at_reply) > limits.request_bytes {
             Some("request too large")
         } else if now.duration_since(state.replied_at) >= limits.no_reply {
             Some("no complete request")
@@ -116,22 +122,22 @@ fn scan(port: u16, limits: &Limits, inflight: &InFlight, seen: &mut HashMap<RawF
                 reap(&conn, why);
                 state.reaped = true;
             }
-            None => conns.push(conn),
+            None => conns.push((fd, conn)),
         }
     }
     seen.retain(|fd, _| live.contains(fd));
     let count = live.len();
     if conns.len() > limits.connections {
-        conns.sort_by_key(|c| std::cmp::Reverse(c.idle));
+        conns.sort_by_key(|(_, c)| std::cmp::Reverse(c.idle));
         let over = conns.len() - limits.connections;
         warn!(
             "http: {} connections, over the limit of {}: closing the {over} idlest",
             conns.len(),
             limits.connections
         );
-        for conn in conns.iter().take(over) {
+        for (fd, conn) in conns.iter().take(over) {
             reap(conn, "over the connection limit");
-            if let Some(state) = seen.get_mut(&conn.fd) {
+            if let Some(state) = seen.get_mut(fd) {
                 state.reaped = true;
             }
         }
@@ -142,22 +148,69 @@ fn scan(port: u16, limits: &Limits, inflight: &InFlight, seen: &mut HashMap<RawF
 fn reap(conn: &Conn, why: &str) {
     let peer = conn.peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
     debug!("http: closing the connection from {peer}: {why}");
-    // A zero linger makes tiny_http's close send a reset: the client learns
-    // at once, and the kernel drops what it had queued instead of keeping
-    // an orphaned socket with a full window.
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: calls on a descriptor number and a struct that outlives them;
-    // at worst the number no longer names this socket and the calls fail or
-    // close another server connection.
-    unsafe {
-        libc::setsockopt(
-            conn.fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-        libc::shutdown(conn.fd, libc::SHUT_RDWR);
+    conn.fd.reset();
+}
+
+/// Cuts off the server connection from `peer` now (see `server::dispatch`).
+pub fn shut(port: u16, peer: SocketAddr) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    for entry in dir.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else { continue };
+        let Some(inode) = socket_inode(fd) else { continue };
+        let Some(pinned) = Pinned::new(fd, inode) else { continue };
+        if let Some(conn) = server_connection(pinned, port).filter(|c| c.peer == Some(peer)) {
+            conn.fd.reset();
+            return;
+        }
+    }
+}
+
+/// A duplicate of a socket descriptor, checked to be the socket (inode)
+/// that was looked at; closed on drop. Shutting down the duplicate shuts
+/// down the socket itself.
+struct Pinned(RawFd);
+
+impl Pinned {
+    fn new(fd: RawFd, inode: u64) -> Option<Pinned> {
+        // SAFETY: fcntl on a number; a closed one fails with EBADF.
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return None;
+        }
+        let pinned = Pinned(dup);
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+        // SAFETY: fstat on our own descriptor into a stat-sized buffer.
+        let rc = unsafe { libc::fstat(dup, stat.as_mut_ptr()) };
+        // SAFETY: fstat filled it in when it returned 0.
+        let same = rc == 0 && unsafe { stat.assume_init() }.st_ino == inode;
+        same.then_some(pinned)
+    }
+
+    /// Shuts the connection down with a zero linger, so that tiny_http's
+    /// close sends a reset: the client learns at once, and the kernel drops
+    /// what it had queued instead of keeping an orphaned socket.
+    fn reset(&self) {
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: our own descriptor, and a struct that outlives the call.
+        unsafe {
+            libc::setsockopt(
+                self.0,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+            libc::shutdown(self.0, libc::SHUT_RDWR);
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: the duplicate is ours alone.
+        unsafe {
+            libc::close(self.0);
+        }
     }
 }
 
@@ -167,46 +220,53 @@ fn socket_inode(fd: RawFd) -> Option<u64> {
     link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
 }
 
-/// The connection on `fd` if it is a TCP connection accepted on `port`.
-fn server_connection(fd: RawFd, port: u16) -> Option<Conn> {
+/// The connection if `fd` is a TCP connection accepted on `port`.
+fn server_connection(fd: Pinned, port: u16) -> Option<Conn> {
+    // SAFETY: c_int and tcp_info are plain C types; all-zero bytes are valid.
+    let accepting = unsafe { getsockopt::<libc::c_int>(fd.0, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) }?;
     // The listener itself accepts; connections do not.
-    if getsockopt::<libc::c_int>(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0 {
+    if accepting != 0 || sockaddr(fd.0, false)?.port() != port {
         return None;
     }
-    if local_port(fd)? != port {
-        return None;
-    }
-    let info = getsockopt::<libc::tcp_info>(fd, libc::IPPROTO_TCP, libc::TCP_INFO)?;
+    // SAFETY: as above.
+    let info = unsafe { getsockopt::<libc::tcp_info>(fd.0, libc::IPPROTO_TCP, libc::TCP_INFO) }?;
     let idle = Duration::from_millis(u64::from(info.tcpi_last_data_recv.min(info.tcpi_last_data_sent)));
-    Some(Conn {
-        fd,
-        peer: peer_addr(fd),
-        idle,
-        received: info.tcpi_bytes_received,
-        acked: info.tcpi_bytes_acked,
-    })
+    let peer = sockaddr(fd.0, true);
+    Some(Conn { fd, peer, idle, received: info.tcpi_bytes_received, acked: info.tcpi_bytes_acked })
 }
 
-fn getsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> Option<T> {
+/// # Safety
+/// `T` must be a plain C type for which all-zero bytes are a valid value.
+unsafe fn getsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> Option<T> {
     let mut value = std::mem::MaybeUninit::<T>::zeroed();
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: the buffer is as large as `len` says; the kernel writes at most that.
     let rc = unsafe { libc::getsockopt(fd, level, name, value.as_mut_ptr().cast(), &mut len) };
-    // SAFETY: zeroed is a valid value for these plain C structs and ints.
+    // SAFETY: zeroed, then partly written by the kernel: valid for such a T.
     (rc == 0).then(|| unsafe { value.assume_init() })
 }
 
-fn set_send_timeout(fd: RawFd, timeout: Duration) {
-    let tv = libc::timeval { tv_sec: timeout.as_secs() as libc::time_t, tv_usec: 0 };
+/// Sets a socket's send timeout (`server::bind` sets it on the listener).
+pub fn set_send_timeout(fd: RawFd, timeout: Duration) -> std::io::Result<()> {
+    let timeout = timeout.max(Duration::from_millis(1));
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
     // SAFETY: a timeval that outlives the call.
-    unsafe {
+    let rc = unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
             libc::SO_SNDTIMEO,
             (&tv as *const libc::timeval).cast(),
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -242,12 +302,4 @@ fn sockaddr(fd: RawFd, peer: bool) -> Option<SocketAddr> {
         }
         _ => None,
     }
-}
-
-fn local_port(fd: RawFd) -> Option<u16> {
-    sockaddr(fd, false).map(|a| a.port())
-}
-
-fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
-    sockaddr(fd, true)
 }

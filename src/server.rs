@@ -1,14 +1,16 @@
 //! The HTTP endpoints, on tiny_http.
 //!
-//! One thread takes requests from tiny_http and answers the cheap ones
-//! (`/livez`, `/metrics`, `/quitquitquit`, cached `/health`, 404, 405)
-//! itself. A `/health` that runs checks waits for them, up to their
-//! timeouts, so it gets a thread of its own: a slow `/health` then never
-//! holds up `/livez` or another request. The number of such threads is
-//! capped; past the cap `/health` answers 503 at once.
+//! One thread takes requests from tiny_http and hands each to a thread of
+//! its own, which works out the answer and writes it. The taking thread
+//! never writes: a client that stops reading its answers can then block
+//! only its own handlers (each write is bounded by the send timeout every
+//! accepted socket inherits from the listener), never `/livez` or anyone
+//! else's request. Handlers are capped overall and per connection; a
+//! connection past a cap (pipelining without reading, say) is cut off.
 
 use std::io::Cursor;
 use std::net::{SocketAddr, TcpListener};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -22,16 +24,21 @@ use crate::checks::Reason;
 use crate::cli::Options;
 use crate::duration::Go;
 use crate::runs::{Entry, Outcome, Runner};
-use crate::shutdown::{InFlight, Shutdown, Ticket};
+use crate::shutdown::{InFlight, Shutdown};
 use crate::verdict::rfc3339;
 
-/// Concurrent `/health` handlers; each mostly sleeps on a channel, and
+/// Concurrent handlers; a `/health` handler mostly sleeps on a channel, and
 /// concurrent probes share runs, so this is far above any real need.
-const MAX_HEALTH_HANDLERS: usize = 256;
+const MAX_HANDLERS: usize = 256;
+/// Requests one connection may have in flight: HTTP/1.1 answers in order,
+/// so more only means a client pipelining without reading its answers.
+const MAX_PER_CONNECTION: usize = 4;
 const HANDLER_STACK: usize = 128 * 1024;
 
 pub struct App {
     pub runner: Arc<Runner>,
+    /// The listening port, to find a connection's socket when cutting it off.
+    pub port: u16,
     pub shutdown: Shutdown,
     pub inflight: InFlight,
     quitquitquit: bool,
@@ -40,9 +47,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(runner: Arc<Runner>, shutdown: Shutdown, options: &Options) -> App {
+    pub fn new(runner: Arc<Runner>, shutdown: Shutdown, options: &Options, port: u16) -> App {
         App {
             runner,
+            port,
             shutdown,
             inflight: InFlight::default(),
             quitquitquit: options.quitquitquit,
@@ -54,11 +62,20 @@ impl App {
 
 /// Binds the first of `addrs` that can be bound (`:10002` offers IPv6
 /// dual-stack first, then IPv4 for kernels without IPv6).
-pub fn bind(addrs: &[SocketAddr]) -> Result<TcpListener, String> {
+///
+/// tiny_http sets no timeouts on the sockets it accepts and has no hook to.
+/// Linux copies a listener's send timeout to every socket it accepts (and
+/// `accept` itself is not bound by it), so it is set here, once: no answer
+/// to a client that stopped reading can block its writer for longer.
+pub fn bind(addrs: &[SocketAddr], send_timeout: Duration) -> Result<TcpListener, String> {
     let mut errors = Vec::new();
     for addr in addrs {
         match TcpListener::bind(addr) {
-            Ok(listener) => return Ok(listener),
+            Ok(listener) => {
+                crate::reaper::set_send_timeout(std::os::fd::AsRawFd::as_raw_fd(&listener), send_timeout)
+                    .map_err(|e| format!("{addr}: setting the send timeout: {e}"))?;
+                return Ok(listener);
+            }
             Err(e) => errors.push(format!("{addr}: {e}")),
         }
     }
@@ -66,13 +83,13 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<TcpListener, String> {
 }
 
 /// The tiny_http server in service, so a panic in one of its threads can
-/// wake the supervisor (see [`foreign_panic`]).
+/// wake the supervisor (see [`accept_thread_died`]).
 static CURRENT: Mutex<Option<Arc<tiny_http::Server>>> = Mutex::new(None);
 
-/// Called by the panic hook for panics in threads we did not name, which are
-/// tiny_http's. Its accept thread dies when it cannot spawn a connection
-/// thread (at the thread limit), so the supervisor restarts it.
-pub fn foreign_panic() {
+/// Called by the panic hook when tiny_http's accept thread dies because it
+/// could not spawn a connection thread (at the thread limit), so that the
+/// supervisor restarts it.
+pub fn accept_thread_died() {
     if let Some(server) = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
         server.unblock();
     }
@@ -106,7 +123,8 @@ pub fn spawn(listener: TcpListener, app: Arc<App>) -> std::io::Result<JoinHandle
                 match http.recv() {
                     Ok(request) => {
                         backoff = Duration::from_millis(50);
-                        dispatch(request, &app)
+                        // A bug here must not end serving for good.
+                        let _ = catch_unwind(AssertUnwindSafe(|| dispatch(request, &app)));
                     }
                     Err(e) => break e,
                 }
@@ -157,66 +175,25 @@ fn wants_cached(query: &str, default: bool) -> bool {
 }
 
 fn dispatch(request: Request, app: &Arc<App>) {
-    let ticket = app.inflight.enter(request.remote_addr().copied());
     let started = Instant::now();
-    let url = request.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    match route(request.method(), path) {
-        Route::Livez => respond(request, started, text(200, "ok\n")),
-        Route::Metrics => {
-            let body = app.runner.metrics().prometheus.render();
-            let response = Response::from_string(body)
-                .with_header(header("Content-Type", "text/plain; version=0.0.4; charset=utf-8"));
-            respond(request, started, response)
-        }
-        Route::Quit if !app.quitquitquit => {
-            respond(request, started, text(403, "/quitquitquit is turned off (--no-quitquitquit)\n"))
-        }
-        Route::Quit => {
-            respond(request, started, text(200, "shutting down\n"));
-            app.shutdown.trigger("/quitquitquit requested");
-        }
-        Route::NotFound => respond(request, started, text(404, "not found\n")),
-        Route::WrongMethod(allow) => {
-            let response = text(405, "method not allowed\n").with_header(header("Allow", allow));
-            respond(request, started, response)
-        }
-        Route::Health(name) => {
-            let entries: Vec<Arc<Entry>> = match name {
-                None => app.runner.entries().to_vec(),
-                Some(name) => match app.runner.entry(name) {
-                    Some(entry) => vec![entry.clone()],
-                    None => {
-                        return respond(request, started, text(404, &format!("no check named {name:?}\n")))
-                    }
-                },
-            };
-            if app.shutdown.is_set() {
-                return respond(request, started, shutting_down(&entries));
-            }
-            if wants_cached(query, app.cached_health) {
-                return respond(request, started, cached(&entries));
-            }
-            spawn_health(request, entries, app.clone(), ticket, started);
-        }
+    let peer = request.remote_addr().copied();
+    if app.inflight.count_from(peer) >= MAX_PER_CONNECTION {
+        return cut_off(request, app, "too many requests in flight on one connection");
     }
-}
-
-fn spawn_health(request: Request, entries: Vec<Arc<Entry>>, app: Arc<App>, ticket: Ticket, started: Instant) {
-    if app.handlers.fetch_add(1, Ordering::SeqCst) >= MAX_HEALTH_HANDLERS {
+    if app.handlers.fetch_add(1, Ordering::SeqCst) >= MAX_HANDLERS {
         app.handlers.fetch_sub(1, Ordering::SeqCst);
-        return respond(request, started, text(503, "too many /health requests at once\n"));
+        return cut_off(request, app, "too many requests in flight");
     }
-    // The request comes back if the thread cannot start, to be answered 500.
+    let ticket = app.inflight.enter(peer);
+    // The request comes back if the thread cannot start.
     let (tx, rx) = crossbeam_channel::bounded::<Request>(1);
-    let worker_app = app.clone();
-    let spawned = thread::Builder::new().name("health".into()).stack_size(HANDLER_STACK).spawn(move || {
-        let _ticket = ticket;
+    let worker = app.clone();
+    let spawned = thread::Builder::new().name("handler".into()).stack_size(HANDLER_STACK).spawn(move || {
         if let Ok(request) = rx.recv() {
-            let response = health(&worker_app, &entries);
-            respond(request, started, response);
+            handle(request, &worker, started);
         }
-        worker_app.handlers.fetch_sub(1, Ordering::SeqCst);
+        drop(ticket);
+        worker.handlers.fetch_sub(1, Ordering::SeqCst);
     });
     match spawned {
         Ok(_) => {
@@ -224,8 +201,66 @@ fn spawn_health(request: Request, entries: Vec<Arc<Entry>>, app: Arc<App>, ticke
         }
         Err(e) => {
             app.handlers.fetch_sub(1, Ordering::SeqCst);
-            warn!("http: cannot start a /health handler: {e}");
-            respond(request, started, text(500, "internal error: cannot start a handler\n"));
+            cut_off(request, app, &format!("cannot start a handler: {e}"));
+        }
+    }
+}
+
+/// Drops a request without answering on this thread: its connection is shut
+/// first, so the 500 tiny_http writes for a dropped request fails at once
+/// instead of blocking on a client that does not read.
+fn cut_off(request: Request, app: &App, why: &str) {
+    let peer = request.remote_addr().copied();
+    warn!(
+        "http: {} {} from {}: connection closed: {why}",
+        request.method(),
+        request.url(),
+        peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+    );
+    if let Some(peer) = peer {
+        crate::reaper::shut(app.port, peer);
+    }
+    drop(request);
+}
+
+/// Works out the answer to one request and writes it, on a handler thread.
+fn handle(request: Request, app: &App, started: Instant) {
+    let url = request.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let route = route(request.method(), path);
+    let quit = matches!(route, Route::Quit) && app.quitquitquit;
+    let answer = catch_unwind(AssertUnwindSafe(|| answer(app, route, query)));
+    let response = answer.unwrap_or_else(|_| text(500, "internal error\n"));
+    respond(request, started, response);
+    if quit {
+        app.shutdown.trigger("/quitquitquit requested");
+    }
+}
+
+fn answer(app: &App, route: Route<'_>, query: &str) -> Response<Cursor<Vec<u8>>> {
+    match route {
+        Route::Livez => text(200, "ok\n"),
+        Route::Metrics => Response::from_string(app.runner.metrics().prometheus.render())
+            .with_header(header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")),
+        Route::Quit if !app.quitquitquit => text(403, "/quitquitquit is turned off (--no-quitquitquit)\n"),
+        Route::Quit => text(200, "shutting down\n"),
+        Route::NotFound => text(404, "not found\n"),
+        Route::WrongMethod(allow) => text(405, "method not allowed\n").with_header(header("Allow", allow)),
+        Route::Health(name) => {
+            let entries: Vec<Arc<Entry>> = match name {
+                None => app.runner.entries().to_vec(),
+                Some(name) => match app.runner.entry(name) {
+                    Some(entry) => vec![entry.clone()],
+                    None => return text(404, &format!("no check named {name:?}\n")),
+                },
+            };
+            if app.shutdown.is_set() {
+                shutting_down(&entries)
+            } else if wants_cached(query, app.cached_health) {
+                cached(&entries)
+            } else {
+                health(app, &entries)
+            }
         }
     }
 }

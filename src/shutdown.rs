@@ -131,6 +131,12 @@ impl InFlight {
         self.lock().len()
     }
 
+    /// Requests in flight from one peer (one connection: a peer address is
+    /// a client's port as well as its host).
+    pub fn count_from(&self, peer: Option<SocketAddr>) -> usize {
+        peer.map_or(0, |peer| self.lock().iter().filter(|p| **p == Some(peer)).count())
+    }
+
     /// Peers with a request being handled.
     pub fn peers(&self) -> Vec<SocketAddr> {
         self.lock().iter().flatten().copied().collect()

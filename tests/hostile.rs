@@ -204,3 +204,57 @@ proptest! {
 thread_local! {
     static FUZZ_DAEMON: Daemon = daemon(&["--no-quitquitquit", "--http-idle-timeout=1s"]);
 }
+
+#[test]
+fn a_client_that_never_reads_its_answers_holds_up_nobody() {
+    let d = daemon(&[]);
+    // Thousands of pipelined requests, and not one answer read.
+    let mut greedy = TcpStream::connect(d.addr()).unwrap();
+    greedy.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    let burst: Vec<u8> = request.iter().copied().cycle().take(request.len() * 20_000).collect();
+    let writer = std::thread::spawn(move || {
+        let _ = greedy.write_all(&burst);
+        greedy
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..5 {
+        let began = Instant::now();
+        assert_eq!(d.get("/livez").status, 200);
+        assert!(began.elapsed() < Duration::from_secs(2), "/livez took {:?}", began.elapsed());
+    }
+    drop(writer.join());
+    assert_healthy_but_for_cut_offs(&d);
+}
+
+#[test]
+fn an_endless_header_after_an_answered_request_is_cut_off() {
+    let d = daemon(&[]);
+    let mut stream = TcpStream::connect(d.addr()).unwrap();
+    stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 512];
+    let n = stream.read(&mut first).unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&first[..n]));
+    // Same connection, now an endless header.
+    stream.write_all(b"GET /livez HTTP/1.1\r\nX-Huge: ").unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    let began = Instant::now();
+    let mut sent = 0usize;
+    while began.elapsed() < Duration::from_secs(20) {
+        match stream.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    assert!(sent < 64 << 20, "took {sent} bytes of one header on a kept-alive connection");
+    assert_healthy(&d);
+}
+
+/// Like `assert_healthy`, where the test itself provoked cut-off warnings.
+fn assert_healthy_but_for_cut_offs(daemon: &Daemon) {
+    assert_eq!(daemon.get("/livez").status, 200, "the daemon stopped answering");
+    let logs = daemon.logs().join("\n");
+    assert!(!logs.contains("panicked") && !logs.contains("bug:"), "a panic reached the log:\n{logs}");
+}
