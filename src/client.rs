@@ -1,6 +1,7 @@
 //! The HTTP client that checks share: one ureq agent per trust set, built
 //! once, and the mapping of ureq's errors onto failure reasons.
 
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::checks::{Attempt, Failure, Reason};
 
-/// The largest body a check reads. Checks want a status and a few fields,
-/// never a download, so a hostile or broken backend cannot make us buffer.
+/// The most of a body a check reads. Checks want a status and a few fields,
+/// never a download, so a large or endless body costs no more than this.
 pub const BODY_LIMIT: u64 = 1024 * 1024;
 
 /// An agent with the given roots, no redirects unless asked, statuses handed
@@ -93,12 +94,18 @@ fn finish(
 ) -> Result<Reply, Failure> {
     let mut response = response.map_err(|e| classify(what, e, attempt))?;
     let status = response.status().as_u16();
-    let body = response
+    // Checks judge the status and a few fields: the first BODY_LIMIT bytes
+    // are plenty, and the rest is left unread (connections are not reused).
+    let mut bytes = Vec::new();
+    response
         .body_mut()
         .with_config()
-        .limit(BODY_LIMIT)
-        .read_to_string()
-        .map_err(|e| classify(what, e, attempt))?;
+        .limit(u64::MAX)
+        .reader()
+        .take(BODY_LIMIT)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::io(what, &e, attempt))?;
+    let body = String::from_utf8_lossy(&bytes).into_owned();
     Ok(Reply { status, body })
 }
 
@@ -152,4 +159,31 @@ impl Resolver for InlineResolver {
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         self.0.resolve(uri, config, NextTimeout::default())
     }
+}
+
+/// A URL fit for messages and logs: user info (a password, or a token used
+/// as the user) becomes `***`, so does every query value (signed URLs and
+/// `access_token=`), and the fragment goes.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let rest = rest.split('#').next().unwrap_or(rest);
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let hidden: Vec<String> = query
+                .split('&')
+                .map(|pair| format!("{}=***", pair.split('=').next().unwrap_or("")))
+                .collect();
+            format!("{path}?{}", hidden.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }

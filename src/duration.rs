@@ -4,6 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The longest duration accepted.
+pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Parses a Go duration: a sequence of decimal numbers, each with an optional
 /// fraction and a unit (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`). A bare `0` is
 /// allowed, as in Go. Negative durations make no sense here and are refused.
@@ -63,8 +66,12 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             total_nanos.checked_add(nanos).ok_or_else(|| format!("invalid duration {input:?}: too large"))?;
         rest = after;
     }
-    let secs = u64::try_from(total_nanos / 1_000_000_000)
-        .map_err(|_| format!("invalid duration {input:?}: too large"))?;
+    // Nothing here needs more than a year, and a bound keeps every
+    // `Instant + duration` and `duration * n` in the daemon far from overflow.
+    if total_nanos > MAX.as_nanos() {
+        return Err(format!("invalid duration {input:?}: longer than a year (8760h)"));
+    }
+    let secs = (total_nanos / 1_000_000_000) as u64;
     Ok(Duration::new(secs, (total_nanos % 1_000_000_000) as u32))
 }
 
@@ -132,7 +139,19 @@ mod tests {
 
     #[test]
     fn refuses_what_go_refuses() {
-        for bad in ["", "5", "1x", "s", "-1s", "1..5s", "1m30", "ten seconds", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "5",
+            "1x",
+            "s",
+            "-1s",
+            "1..5s",
+            "1m30",
+            "ten seconds",
+            "99999999999999999999h",
+            "8761h",
+            "3000000000000000h",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }
         assert!(parse("5").unwrap_err().contains("missing unit"));

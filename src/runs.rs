@@ -30,7 +30,7 @@ use crate::verdict::{Tally, Verdict};
 pub struct Outcome {
     pub result: Result<(), Failure>,
     /// Facts the check noted (`credential_source`, ...), for `/health`.
-    pub notes: Vec<(&'static str, String)>,
+    pub notes: Vec<(&'static str, serde_json::Value)>,
     /// From the start of the run to its settlement.
     pub duration: Duration,
     pub finished: SystemTime,
@@ -49,7 +49,7 @@ impl Outcome {
 
     pub fn new(
         result: Result<(), Failure>,
-        notes: Vec<(&'static str, String)>,
+        notes: Vec<(&'static str, serde_json::Value)>,
         duration: Duration,
     ) -> Outcome {
         Outcome { result, notes, duration, finished: SystemTime::now(), verdict: None }
@@ -445,11 +445,7 @@ mod tests {
         assert!(matches!(first, Started::New(_)));
         let outcome = first.wait();
         assert_eq!(outcome.result.unwrap_err().reason, Reason::Timeout);
-        assert_eq!(
-            outcome.notes,
-            vec![("step", "waiting at the gate".to_string())],
-            "notes survive a timeout"
-        );
+        assert_eq!(outcome.notes, vec![("step", "waiting at the gate".into())], "notes survive a timeout");
 
         // Still hung: a tick is skipped and a probe joins, reporting why.
         assert!(runner.start_if_idle(&entry).is_none());

@@ -22,10 +22,16 @@ pub fn spawn(
     shutdown: Shutdown,
     start_jitter: Duration,
 ) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new()
-        .name("scheduler".into())
-        .stack_size(128 * 1024)
-        .spawn(move || run(&runner, &shutdown, start_jitter))
+    thread::Builder::new().name("scheduler".into()).stack_size(128 * 1024).spawn(move || {
+        let ran =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&runner, &shutdown, start_jitter)));
+        if ran.is_err() {
+            // Without its scheduler the canary would answer /livez and
+            // check nothing; better to exit and be restarted.
+            log::error!("bug: the scheduler stopped; exiting");
+            std::process::exit(70);
+        }
+    })
 }
 
 fn run(runner: &Runner, shutdown: &Shutdown, start_jitter: Duration) {

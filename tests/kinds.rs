@@ -153,8 +153,8 @@ fn all_five_kinds_pass_in_one_daemon_with_their_metrics() {
         assert_eq!(json[name]["reason"], "", "{name}: {json}");
         assert_eq!(json[name]["kind"], kind, "{name}: {json}");
     }
-    assert_eq!(json["web"]["status_code"], "200", "{json}");
-    assert_eq!(json["api"]["status_code"], "200", "{json}");
+    assert_eq!(json["web"]["status_code"], 200, "{json}");
+    assert_eq!(json["api"]["status_code"], 200, "{json}");
     assert_eq!(json["port"]["address"], listener.local_addr().unwrap().to_string());
     assert!(json["names"]["addresses"].as_str().unwrap().contains("127.0.0.1"), "{json}");
 
@@ -236,7 +236,7 @@ fn http_judges_statuses_redirects_and_tls() {
     wait_startup_runs(&d, &all);
 
     let r = assert_passes(&d, "ok");
-    assert_eq!(r["status_code"], "200");
+    assert_eq!(r["status_code"], 200);
     assert_eq!(
         assert_fails(&d, "down", "http_status"),
         format!("GET {}: 503 Service Unavailable, want 2xx", web.url("/down"))
@@ -258,7 +258,7 @@ fn http_judges_statuses_redirects_and_tls() {
     );
     assert_passes(&d, "moved-ok");
     let follow = assert_passes(&d, "follow");
-    assert_eq!(follow["status_code"], "200");
+    assert_eq!(follow["status_code"], 200);
     assert!(assert_fails(&d, "loop", "http_status").contains("still a redirect"));
     assert_passes(&d, "tls");
     assert_passes(&d, "tls-ip");
@@ -669,4 +669,30 @@ fn kubernetes_reads_its_token_when_it_runs_not_at_start() {
         error.contains(&format!("cannot read the service-account token from {DEFAULT_TOKEN}")),
         "{error}"
     );
+}
+
+#[test]
+fn http_judges_the_status_of_a_large_answer_without_reading_it_all() {
+    let web = WebServer::start();
+    web.route("/big", Route::new(200, &"x".repeat(3 * 1024 * 1024)));
+    let d = start(&["--no-stats"], "big=http", &[kv("KUBERNARY_BIG_URL", web.url("/big"))]);
+    let (status, body) = d.json("/health");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["big"]["status_code"], 200, "{body}");
+}
+
+#[test]
+fn secrets_in_an_http_url_never_reach_health_or_logs() {
+    let web = WebServer::start();
+    web.route("/x", Route::new(503, "down"));
+    let url = web.url("/x").replace("http://", "http://ghp_SECRETUSER:SECRETPASS@")
+        + "?X-Amz-Signature=SECRETSIG&access_token=SECRETTOKEN";
+    let d = start(&["--no-stats", "--debug"], "web=http", &[kv("KUBERNARY_WEB_URL", &url)]);
+    let response = d.get("/health");
+    assert_eq!(response.status, 503);
+    let everything = format!("{}\n{}", response.body, d.logs().join("\n"));
+    for secret in ["SECRETUSER", "SECRETPASS", "SECRETSIG", "SECRETTOKEN"] {
+        assert!(!everything.contains(secret), "{secret} leaked:\n{everything}");
+    }
+    assert!(response.body.contains("X-Amz-Signature=***"), "{}", response.body);
 }

@@ -262,7 +262,7 @@ fn from_web_identity(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> R
     let session =
         env.var("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| format!("kubernary-{}", std::process::id()));
     let endpoint = sts_endpoint(env, None);
-    let what = format!("AssumeRoleWithWebIdentity for {role_arn} at {endpoint}");
+    let what = format!("AssumeRoleWithWebIdentity for {role_arn} at {}", client::redact(&endpoint));
     // POST keeps the token out of the URL, and so out of any log of URLs.
     let reply = client::send_form(
         agent.post(format!("{endpoint}/")),
@@ -319,7 +319,7 @@ fn from_container(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Resu
         })?),
         None => env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
     };
-    let what = format!("container credentials from {url}");
+    let what = format!("container credentials from {}", client::redact(&url));
     let mut request = agent.get(&url);
     if let Some(token) = token {
         request = request.header("Authorization", token.trim());
@@ -393,7 +393,7 @@ fn from_instance_metadata(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt)
     .map(|r| r.body.trim().to_string());
     let get = |path: &str| {
         let url = format!("{endpoint}/latest/meta-data/iam/security-credentials/{path}");
-        let what = format!("instance metadata {url}");
+        let what = format!("instance metadata {}", client::redact(&url));
         let mut request = agent.get(&url);
         if let Some(token) = &token {
             request = request.header("X-aws-ec2-metadata-token", token);

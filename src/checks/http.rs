@@ -20,6 +20,7 @@ use std::fmt;
 
 use crate::checks::{Attempt, Check, Failure, Reason, Settings};
 use crate::client;
+use crate::client::redact;
 use crate::tls;
 
 /// The keys this kind reads besides [`COMMON_KEYS`](super::COMMON_KEYS).
@@ -68,7 +69,7 @@ impl Check for Http {
         let what = format!("GET {}", self.shown);
         let reply =
             client::send(self.agent.get(&self.url), &what, attempt).map_err(|f| name_timeout(f, &what))?;
-        attempt.note("status_code", reply.status.to_string());
+        attempt.note("status_code", reply.status);
         if self.expect.matches(reply.status) {
             return Ok(());
         }
@@ -136,22 +137,6 @@ pub(crate) fn check_url(var: &str, url: &str) -> Result<(), String> {
         return Err(format!("{var}: {shown:?} has no host"));
     }
     Ok(())
-}
-
-/// The URL with the password of its user info, if any, replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_string(),
-    }
 }
 
 /// Which statuses pass: a list of inclusive ranges, kept with the text the
@@ -247,8 +232,13 @@ mod tests {
         assert!(err.starts_with("V: "), "{err}");
         assert!(check_url("V", "ftp://host/").unwrap_err().contains("http://"));
         assert!(check_url("V", "not a url").is_err());
-        assert_eq!(redact("https://me:s3cret@host:1/p?q=1"), "https://me:***@host:1/p?q=1");
+        assert_eq!(redact("https://me:s3cret@host:1/p?q=1"), "https://***@host:1/p?q=***");
+        assert_eq!(
+            redact("https://ghp_TOKEN@host/x?X-Amz-Signature=SIG&access_token=AT#frag"),
+            "https://***@host/x?X-Amz-Signature=***&access_token=***"
+        );
         assert_eq!(redact("https://host/a@b"), "https://host/a@b");
+        assert_eq!(redact("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
         let err = check_url("V", "ftp://me:s3cret@host/").unwrap_err();
         assert!(!err.contains("s3cret"), "{err}");
     }

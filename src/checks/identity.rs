@@ -249,7 +249,7 @@ impl Check for Identity {
     }
 
     fn run(&self, attempt: &Attempt) -> Result<(), Failure> {
-        let what = format!("sts GetCallerIdentity at {}", self.endpoint.url);
+        let what = format!("sts GetCallerIdentity at {}", crate::client::redact(&self.endpoint.url));
         let creds = credentials::resolve(&self.agent, &ProcessEnv, attempt).map_err(|f| f.context(&what))?;
         attempt.note("credential_source", creds.source.as_str());
 

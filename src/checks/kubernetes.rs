@@ -27,9 +27,10 @@ use std::path::Path;
 
 use log::warn;
 
-use crate::checks::http::{check_url, name_timeout, redact, status_reason, status_text};
+use crate::checks::http::{check_url, name_timeout, status_reason, status_text};
 use crate::checks::{Attempt, Check, Failure, Reason, Settings};
 use crate::client;
+use crate::client::redact;
 use crate::tls;
 
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -127,7 +128,7 @@ impl Check for Kubernetes {
         drop(token);
         let reply = client::send(request, &self.what, attempt).map_err(|f| name_timeout(f, &self.what))?;
         let status = reply.status;
-        attempt.note("status_code", status.to_string());
+        attempt.note("status_code", status);
         if (200..300).contains(&status) {
             return Ok(());
         }

@@ -177,7 +177,7 @@ pub fn is_resolve_error(err: &io::Error) -> bool {
 pub struct Attempt {
     started: Instant,
     timeout: Duration,
-    notes: Mutex<Vec<(&'static str, String)>>,
+    notes: Mutex<Vec<(&'static str, serde_json::Value)>>,
 }
 
 impl Attempt {
@@ -207,13 +207,13 @@ impl Attempt {
     }
 
     /// Records a fact about this run for the `/health` JSON. Never a secret.
-    pub fn note(&self, key: &'static str, value: impl Into<String>) {
+    pub fn note(&self, key: &'static str, value: impl Into<serde_json::Value>) {
         let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
         notes.retain(|(k, _)| *k != key);
         notes.push((key, value.into()));
     }
 
-    pub fn notes(&self) -> Vec<(&'static str, String)> {
+    pub fn notes(&self) -> Vec<(&'static str, serde_json::Value)> {
         self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

@@ -46,7 +46,8 @@ impl S3 {
     }
 
     fn object(&self) -> String {
-        let from = self.endpoint.as_deref().map(|e| format!(" from {e}")).unwrap_or_default();
+        let from =
+            self.endpoint.as_deref().map(|e| format!(" from {}", client::redact(e))).unwrap_or_default();
         format!("s3://{}/{}{from}", self.bucket, self.key)
     }
 
