@@ -354,7 +354,7 @@ fn outcome_json(entry: &Entry, outcome: &Outcome) -> Value {
         fields.insert("last_run_reason".into(), run_reason.into());
     }
     for (key, value) in &outcome.notes {
-        fields.insert((*key).into(), value.clone().into());
+        fields.insert((*key).into(), value.clone());
     }
     Value::Object(fields)
 }
