@@ -152,7 +152,8 @@ fn home(env: &dyn Env) -> Option<PathBuf> {
 }
 
 fn from_profile(_: &ureq::Agent, env: &dyn Env, _: &Attempt) -> Result<Answer, Failure> {
-    let profile = env.var("AWS_PROFILE").unwrap_or_else(|| "default".into());
+    let named = env.var("AWS_PROFILE");
+    let profile = named.clone().unwrap_or_else(|| "default".into());
     let credentials_file = env
         .var("AWS_SHARED_CREDENTIALS_FILE")
         .map(PathBuf::from)
@@ -199,6 +200,17 @@ fn from_profile(_: &ureq::Agent, env: &dyn Env, _: &Attempt) -> Result<Answer, F
             }
             _ => looked.push(format!("[{section}] in {} has no aws_access_key_id/aws_secret_access_key", path.display())),
         }
+    }
+    // A profile asked for by name that is nowhere is a broken set-up, not
+    // a reason to fall through to the node's role.
+    if named.is_some() {
+        return Err(Failure::new(
+            Reason::Credentials,
+            format!(
+                "AWS_PROFILE={profile}, but {}",
+                if looked.is_empty() { "HOME is not set".to_string() } else { looked.join(", ") }
+            ),
+        ));
     }
     if looked.is_empty() {
         looked.push("HOME not set".into());
@@ -259,8 +271,12 @@ fn from_web_identity(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> R
     let token = std::fs::read_to_string(&token_file).map_err(|e| {
         Failure::new(Reason::Credentials, format!("cannot read web identity token {token_file}: {e}"))
     })?;
-    let session =
-        env.var("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| format!("kubernary-{}", std::process::id()));
+    let session = env
+        .var("AWS_ROLE_SESSION_NAME")
+        // The pod's name tells sessions apart in CloudTrail; the process
+        // id is 1 in every container.
+        .or_else(|| env.var("HOSTNAME").map(|h| format!("kubernary-{h}")))
+        .unwrap_or_else(|| format!("kubernary-{}", std::process::id()));
     let endpoint = sts_endpoint(env, None);
     let what = format!("AssumeRoleWithWebIdentity for {role_arn} at {}", client::redact(&endpoint));
     // POST keeps the token out of the URL, and so out of any log of URLs.
@@ -308,6 +324,18 @@ fn from_container(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Resu
             ))
         }
     };
+    // The SDKs send a FULL_URI only to the container hosts, loopback, or over
+    // HTTPS: a mistyped URI must not hand the Pod Identity token to anyone
+    // in clear text.
+    if !container_host_allowed(&url) {
+        return Err(Failure::new(
+            Reason::Credentials,
+            format!(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI {} is neither https:// nor a container or loopback host (169.254.170.2, 169.254.170.23, fd00:ec2::23, 127.0.0.1, ::1, localhost)",
+                client::redact(&url)
+            ),
+        ));
+    }
     // EKS Pod Identity mounts a rotating token file; ECS may give the token
     // itself.
     let token = match env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
@@ -332,6 +360,27 @@ fn from_container(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Resu
         ));
     }
     json_credentials(&reply.body, &what, Source::Container).map(Answer::Found)
+}
+
+fn container_host_allowed(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        host.split(']').next().unwrap_or("").trim_start_matches('[')
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            ip.is_loopback()
+                || ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"].iter().any(|a| a.parse() == Ok(ip))
+        }
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
 }
 
 /// The JSON document both the container endpoint and instance metadata serve.
@@ -379,18 +428,21 @@ fn from_instance_metadata(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt)
         }
     };
     // IMDSv2 first; kube2iam and older proxies answer the token PUT with an
-    // error, and then v1 is the way.
+    // error, and then v1 is the way. From a pod, a hop limit of 1 on the
+    // instance drops the token's answer, so the PUT gets only a slice of the
+    // time, as the SDKs do, and v1 the rest.
+    let left = attempt.remaining()?;
+    let slice = Attempt::new(std::time::Instant::now(), (left / 2).min(std::time::Duration::from_secs(1)));
     let token = client::send_form(
         agent
             .put(format!("{endpoint}/latest/api/token"))
             .header("X-aws-ec2-metadata-token-ttl-seconds", "60"),
         &[],
         &format!("instance metadata token from {endpoint}"),
-        attempt,
-    )
-    .ok()
-    .filter(|r| r.status == 200)
-    .map(|r| r.body.trim().to_string());
+        &slice,
+    );
+    let token_timed_out = matches!(&token, Err(f) if f.reason == Reason::Timeout);
+    let token = token.ok().filter(|r| r.status == 200).map(|r| r.body.trim().to_string());
     let get = |path: &str| {
         let url = format!("{endpoint}/latest/meta-data/iam/security-credentials/{path}");
         let what = format!("instance metadata {}", client::redact(&url));
@@ -398,7 +450,14 @@ fn from_instance_metadata(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt)
         if let Some(token) = &token {
             request = request.header("X-aws-ec2-metadata-token", token);
         }
-        let reply = client::send(request, &what, attempt)?;
+        let hint = |f: Failure| {
+            if token_timed_out {
+                f.context("IMDSv2 token request timed out (a hop limit of 1 on the instance drops it from a pod), then IMDSv1")
+            } else {
+                f
+            }
+        };
+        let reply = client::send(request, &what, attempt).map_err(hint)?;
         if reply.status != 200 {
             return Err(Failure::new(
                 Reason::Credentials,
@@ -487,6 +546,36 @@ mod tests {
             "{}",
             f.message
         );
+    }
+
+    #[test]
+    fn a_named_profile_that_is_nowhere_fails() {
+        let e = env(&[("HOME", "/nonexistent"), ("AWS_PROFILE", "canary")]);
+        let f = resolve(&agent(), &e, &attempt()).unwrap_err();
+        assert_eq!(f.reason, Reason::Credentials);
+        assert!(f.message.contains("AWS_PROFILE=canary"), "{}", f.message);
+    }
+
+    #[test]
+    fn the_container_token_goes_only_to_container_hosts() {
+        for ok in [
+            "http://169.254.170.2/v2/credentials",
+            "http://169.254.170.23/v1/credentials",
+            "http://[fd00:ec2::23]/x",
+            "http://127.0.0.1:8080/c",
+            "http://localhost/c",
+            "https://creds.example.com/c",
+        ] {
+            assert!(container_host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "http://creds.example.com/c",
+            "http://10.0.0.1/c",
+            "ftp://127.0.0.1/c",
+            "http://169.254.169.254/latest",
+        ] {
+            assert!(!container_host_allowed(bad), "{bad}");
+        }
     }
 
     #[test]
