@@ -104,7 +104,7 @@ const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", 
 
 /// Parses `argv` (without the program name) against `env`.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
-    let argv = split_equals(argv)?;
+    let (argv, off) = split_equals(argv)?;
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match Args::from_args(&["kubernary"], &refs) {
         Ok(args) => args,
@@ -118,13 +118,15 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Op
     if args.version {
         return Err(Exit::Version);
     }
-    resolve(args, env).map_err(Exit::Error)
+    resolve(args, &off, env).map_err(Exit::Error)
 }
 
 /// `--listen=:10002` becomes `--listen :10002`; `--debug=true` becomes
-/// `--debug` and `--debug=false` nothing, as kingpin read them.
-fn split_equals(argv: &[String]) -> Result<Vec<String>, Exit> {
+/// `--debug`, as kingpin read them. `--debug=false` is returned apart, as a
+/// switch turned off on the command line, which beats the environment.
+fn split_equals(argv: &[String]) -> Result<(Vec<String>, Vec<String>), Exit> {
     let mut out = Vec::with_capacity(argv.len() + 2);
+    let mut off = Vec::new();
     let mut rest = argv.iter();
     while let Some(arg) = rest.next() {
         if arg == "--" {
@@ -137,7 +139,7 @@ fn split_equals(argv: &[String]) -> Result<Vec<String>, Exit> {
                 if SWITCHES.contains(&flag) {
                     match parse_bool(value) {
                         Some(true) => out.push(flag.to_string()),
-                        Some(false) => {}
+                        Some(false) => off.push(flag.to_string()),
                         None => {
                             return Err(Exit::Error(format!("{flag}: expected true or false, got {value:?}")))
                         }
@@ -150,12 +152,25 @@ fn split_equals(argv: &[String]) -> Result<Vec<String>, Exit> {
             _ => out.push(arg.clone()),
         }
     }
-    Ok(out)
+    Ok((out, off))
 }
 
-fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, String> {
+fn resolve(args: Args, off: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, String> {
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    // The switch's flag spellings, so that `--flag=false` beats the variable.
+    let flags = |name: &str| -> &'static [&'static str] {
+        match name {
+            "KUBERNARY_NO_STATS" => &["--no-stats"],
+            "KUBERNARY_DEBUG" => &["--debug", "-d"],
+            "KUBERNARY_NO_QUITQUITQUIT" => &["--no-quitquitquit"],
+            "KUBERNARY_CACHED_HEALTH" => &["--cached-health"],
+            _ => &[],
+        }
+    };
     let switch = |given: bool, name: &str| -> Result<bool, String> {
+        if off.iter().any(|f| flags(name).contains(&f.as_str())) {
+            return Ok(false);
+        }
         if given {
             return Ok(true);
         }
@@ -338,6 +353,8 @@ mod tests {
         assert_eq!(o.listen_text, "127.0.0.1:9001");
         assert!(o.debug && !o.quitquitquit);
         assert_eq!((o.close_after, o.kill_after), (Duration::from_secs(5), Duration::from_secs(10)));
+        let o = parse_with(&["--debug=false", "--no-quitquitquit=false", "s:1"], &env).unwrap();
+        assert!(!o.debug && o.quitquitquit, "--flag=false beats the environment");
         let o = parse_with(&["--kill-after", "3s", "cli:8125"], &env).unwrap();
         assert_eq!(o.kill_after, Duration::from_secs(3));
         assert_eq!(o.statsd.as_deref(), Some("cli:8125"));

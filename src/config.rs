@@ -35,6 +35,14 @@ pub fn checks(env: &HashMap<String, String>) -> Result<Vec<Arc<Entry>>, String> 
         if entries.iter().any(|e| e.name == name) {
             return Err(format!("KUBERNARY_CHECKS: check {name:?} is listed twice"));
         }
+        let prefix = |n: &str| n.to_ascii_uppercase().replace('-', "_");
+        if let Some(other) = entries.iter().find(|e| prefix(&e.name) == prefix(name)) {
+            return Err(format!(
+                "KUBERNARY_CHECKS: checks {:?} and {name:?} would both read KUBERNARY_{}_*; rename one",
+                other.name,
+                prefix(name)
+            ));
+        }
         let settings = Settings::new(name, env);
         let interval = settings.duration("INTERVAL", DEFAULT_INTERVAL)?;
         let timeout = settings.duration("TIMEOUT", DEFAULT_TIMEOUT)?;
@@ -112,6 +120,8 @@ mod tests {
         );
         assert!(err(&[("KUBERNARY_CHECKS", "x=nope")]).contains("unknown check kind \"nope\""));
         assert!(err(&[("KUBERNARY_CHECKS", "s3,s3"), ("KUBERNARY_S3_BUCKET", "b")]).contains("listed twice"));
+        assert!(err(&[("KUBERNARY_CHECKS", "a-b=s3,a_b=s3"), ("KUBERNARY_A_B_BUCKET", "b")])
+            .contains("would both read KUBERNARY_A_B_*"));
         assert!(err(&[("KUBERNARY_CHECKS", "a b=s3")]).contains("may hold only"));
         assert!(err(&[("KUBERNARY_S3_BUCKET", "b"), ("KUBERNARY_S3_TIMEOUT", "2")])
             .starts_with("KUBERNARY_S3_TIMEOUT: invalid duration"));

@@ -33,8 +33,9 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     let http = match server::bind(&options.listen, options.http_idle_timeout) {
         Ok(http) => http,
         Err(e) => {
-            eprintln!("kubernary: --listen {}: {e}", options.listen_text);
-            return EXIT_USAGE;
+            // Not bad input (the address parsed): the port is taken, or not ours.
+            eprintln!("kubernary: listening on {} (--listen, KUBERNARY_LISTEN): {e}", options.listen_text);
+            return 1;
         }
     };
     let port = http.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -71,6 +72,13 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     info!("kubernary {} listening on {listening}", crate::VERSION);
     info!("checks: {}", names.join(", "));
     debug!("options: {options:?}");
+    if options.kill_after < options.close_after {
+        warn!(
+            "--kill-after ({}) is shorter than --close-after ({}): open requests are cut at kill-after",
+            Go(options.kill_after),
+            Go(options.close_after)
+        );
+    }
     match &options.statsd {
         Some(statsd) => info!("sending metrics to statsd at {statsd}"),
         None => info!("not sending metrics (--no-stats)"),

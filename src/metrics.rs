@@ -137,14 +137,14 @@ impl Courier {
     }
 
     fn send(&mut self, line: &str) {
-        if Instant::now() >= self.next_resolve {
+        if self.socket.is_none() || Instant::now() >= self.next_resolve {
             self.resolve();
         }
         let (Some(target), Some(socket)) = (self.target, self.socket.as_ref()) else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        match socket.send_to(line.as_bytes(), target) {
+        match socket.send(line.as_bytes()) {
             Ok(_) => {
                 if self.warned {
                     info!("statsd: sending to {} ({target}) again", self.address);
@@ -155,46 +155,56 @@ impl Courier {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 let message = format!("cannot send to {} ({target}): {e}", self.address);
                 self.warn(message);
-                // A refused datagram often means statsd moved: look it up again soon.
-                self.next_resolve = self.next_resolve.min(Instant::now() + RETRY_AFTER);
+                // Refused (statsd is down or moved) or worse: start afresh
+                // with a new socket and a new lookup, soon but not at once.
+                self.socket = None;
+                self.next_resolve = Instant::now() + RETRY_AFTER;
             }
         }
     }
 
     fn resolve(&mut self) {
+        if self.socket.is_none() && Instant::now() < self.next_resolve {
+            return; // waiting out RETRY_AFTER after a failure
+        }
         let found = self.address.to_socket_addrs().map(|mut addrs| addrs.next());
-        match found {
-            Ok(Some(target)) => {
-                if self.target != Some(target) {
-                    debug!("statsd: {} is {target}", self.address);
-                }
-                let bind: SocketAddr =
-                    if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-                let fresh = self.socket.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.is_ipv4())
-                    != Some(target.is_ipv4());
-                if fresh {
-                    match UdpSocket::bind(bind).and_then(|s| s.set_nonblocking(true).map(|_| s)) {
-                        Ok(socket) => self.socket = Some(socket),
-                        Err(e) => self.warn(format!("cannot open a UDP socket: {e}")),
-                    }
-                }
-                self.target = Some(target);
-                self.next_resolve = Instant::now() + RESOLVE_EVERY;
-            }
+        let target = match found {
+            Ok(Some(target)) => target,
             Ok(None) => {
                 let message =
                     format!("{} resolves to no address; metrics are dropped until it does", self.address);
                 self.warn(message);
                 self.next_resolve = Instant::now() + RETRY_AFTER;
+                return;
             }
             Err(e) => {
-                // Keep the last good address: a DNS blip should not stop metrics.
+                // Keep a socket that works: a DNS blip should not stop metrics.
                 let message =
                     format!("cannot resolve {}: {e}; metrics are dropped until it resolves", self.address);
                 self.warn(message);
                 self.next_resolve = Instant::now() + RETRY_AFTER;
+                return;
+            }
+        };
+        if self.target != Some(target) || self.socket.is_none() {
+            if self.target != Some(target) {
+                debug!("statsd: {} is {target}", self.address);
+            }
+            // A connected socket learns of refusals (ICMP) on its next send.
+            let bind: SocketAddr =
+                if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+            let socket = UdpSocket::bind(bind).and_then(|s| {
+                s.connect(target)?;
+                s.set_nonblocking(true)?;
+                Ok(s)
+            });
+            match socket {
+                Ok(socket) => self.socket = Some(socket),
+                Err(e) => self.warn(format!("cannot open a UDP socket to {target}: {e}")),
             }
         }
+        self.target = Some(target);
+        self.next_resolve = Instant::now() + RESOLVE_EVERY;
     }
 
     fn warn(&mut self, message: String) {

@@ -107,7 +107,9 @@ fn bad_addresses() {
 fn a_port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    usage_error(&["--listen", &addr, "--no-stats"], &[BUCKET], "cannot listen");
+    let (code, stderr, _) = run(&["--listen", &addr, "--no-stats"], &[BUCKET]);
+    assert_eq!(code, 1, "a taken port is not bad input: {stderr}");
+    assert!(stderr.contains(&format!("listening on {addr}")) && stderr.contains("in use"), "{stderr}");
 }
 
 #[test]
