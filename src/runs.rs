@@ -107,6 +107,27 @@ impl Entry {
         self.check.verb()
     }
 
+    /// Counts a result towards the check's standing and keeps it as the latest.
+    fn conclude(&self, outcome: &mut Outcome) {
+        let verdict =
+            self.tally.lock().unwrap_or_else(|e| e.into_inner()).observe(outcome.ok(), outcome.finished);
+        outcome.verdict = Some(verdict);
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome.clone());
+    }
+
+    /// Metrics and the log line for a result.
+    fn report(&self, metrics: &Metrics, outcome: &Outcome) {
+        metrics.record(self, outcome);
+        let took = Millis(outcome.duration);
+        match &outcome.result {
+            Ok(()) => info!("check {} passed in {took}", self.name),
+            Err(f) => warn!("check {} failed ({}) in {took}: {}", self.name, f.reason, f.message),
+        }
+        for (key, value) in &outcome.notes {
+            debug!("check {}: {key}={value}", self.name);
+        }
+    }
+
     fn current(&self) -> MutexGuard<'_, Option<Arc<Run>>> {
         // A poisoned lock only means a panic elsewhere; the Option is intact.
         self.current.lock().unwrap_or_else(|e| e.into_inner())
@@ -149,20 +170,28 @@ impl Run {
             if let Some(existing) = &state.outcome {
                 return existing.clone();
             }
-            let entry = &self.entry;
-            let verdict =
-                entry.tally.lock().unwrap_or_else(|e| e.into_inner()).observe(outcome.ok(), outcome.finished);
-            outcome.verdict = Some(verdict);
-            *entry.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome.clone());
+            self.entry.conclude(&mut outcome);
             state.outcome = Some(outcome.clone());
             std::mem::take(&mut state.waiters)
         };
         for waiter in waiters {
             let _ = waiter.try_send(outcome.clone());
         }
-        self.report(&outcome);
+        self.entry.report(&self.metrics, &outcome);
         let _ = self.settled.try_send(());
         outcome
+    }
+
+    /// The failure of a run that is past its deadline and still going.
+    fn still_going(&self) -> Failure {
+        Failure::new(
+            Reason::Timeout,
+            format!(
+                "timed out after {}; the run started {} ago is still going, so no new one was started",
+                Go(self.entry.timeout),
+                Go(round_ms(self.started.elapsed()))
+            ),
+        )
     }
 
     /// Settles the run as timed out if its deadline has passed.
@@ -190,19 +219,6 @@ impl Run {
         match receiver.recv_deadline(self.deadline()) {
             Ok(outcome) => outcome,
             Err(_) => self.settle(self.timed_out()),
-        }
-    }
-
-    fn report(&self, outcome: &Outcome) {
-        let entry = &self.entry;
-        self.metrics.record(entry, outcome);
-        let took = Millis(outcome.duration);
-        match &outcome.result {
-            Ok(()) => info!("check {} passed in {took}", entry.name),
-            Err(f) => warn!("check {} failed ({}) in {took}: {}", entry.name, f.reason, f.message),
-        }
-        for (key, value) in &outcome.notes {
-            debug!("check {}: {key}={value}", entry.name);
         }
     }
 }
@@ -258,14 +274,7 @@ impl Started {
         match &outcome.result {
             Err(f) if f.reason == Reason::Timeout && still_going => {
                 let mut outcome = outcome.clone();
-                outcome.result = Err(Failure::new(
-                    Reason::Timeout,
-                    format!(
-                        "timed out after {}; the run started {} ago is still going, so no new one was started",
-                        Go(entry.timeout),
-                        Go(round_ms(run.started.elapsed()))
-                    ),
-                ));
+                outcome.result = Err(run.still_going());
                 outcome
             }
             _ => outcome,
@@ -329,12 +338,22 @@ impl Runner {
     pub fn start_if_idle(&self, entry: &Arc<Entry>) -> Option<Arc<Run>> {
         match self.start(entry) {
             Started::New(run) => Some(run),
-            Started::Joined { run, .. } => {
-                debug!(
-                    "check {}: tick skipped, the run started {} ago is still going",
-                    entry.name,
-                    Go(round_ms(run.started.elapsed()))
-                );
+            Started::Joined { run, late } => {
+                if late {
+                    // Hung past its deadline: each tick counts as one more
+                    // failed run, so rates, alerts and hysteresis go on
+                    // telling the truth while the check hangs.
+                    let mut outcome =
+                        Outcome::new(Err(run.still_going()), run.attempt.notes(), entry.timeout);
+                    entry.conclude(&mut outcome);
+                    entry.report(&self.metrics, &outcome);
+                } else {
+                    debug!(
+                        "check {}: tick skipped, the run started {} ago is still going",
+                        entry.name,
+                        Go(round_ms(run.started.elapsed()))
+                    );
+                }
                 None
             }
         }
@@ -447,8 +466,16 @@ mod tests {
         assert_eq!(outcome.result.unwrap_err().reason, Reason::Timeout);
         assert_eq!(outcome.notes, vec![("step", "waiting at the gate".into())], "notes survive a timeout");
 
-        // Still hung: a tick is skipped and a probe joins, reporting why.
+        // Still hung: a tick is skipped, but counts as one more failed run,
+        // and a probe joins, reporting why.
         assert!(runner.start_if_idle(&entry).is_none());
+        let latest = entry.latest().unwrap();
+        assert_eq!(latest.verdict.unwrap().consecutive_failures, 2, "the skipped tick counts as a failure");
+        assert!(runner
+            .metrics()
+            .prometheus
+            .render()
+            .contains("kubernary_check_runs_total{check=\"t\",result=\"failure\"} 2"));
         let joined = runner.start(&entry);
         assert!(matches!(joined, Started::Joined { late: true, .. }));
         let message = joined.wait().result.unwrap_err().message;
