@@ -18,8 +18,9 @@ use crate::checks::{Attempt, Failure, Reason};
 pub const BODY_LIMIT: u64 = 1024 * 1024;
 
 /// An agent with the given roots, no redirects unless asked, statuses handed
-/// back rather than turned into errors (the check judges them), and no proxy
-/// from the environment: a canary measures the direct path it was told to.
+/// back rather than turned into errors (the check judges them), and the
+/// proxy the environment names (`HTTPS_PROXY`, `NO_PROXY`, ...), as the
+/// pod's other clients and the seed's Go SDK use it.
 /// No connection is kept for the next run either: each run connects and
 /// shakes hands afresh, so a broken listener or certificate shows at once,
 /// and no run fails on a pooled connection the server has just closed.
@@ -34,7 +35,7 @@ pub fn agent(roots: RootCerts, follow_redirects: bool) -> ureq::Agent {
             .http_status_as_error(false)
             .max_redirects(if follow_redirects { 10 } else { 0 })
             .max_redirects_will_error(false)
-            .proxy(None)
+            .proxy(ureq::Proxy::try_from_env())
             .max_idle_connections(0)
             .user_agent(concat!("kubernary/", env!("CARGO_PKG_VERSION")))
             .build(),

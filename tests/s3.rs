@@ -212,3 +212,21 @@ fn a_backend_that_never_answers_times_out_at_the_deadline() {
     // connect timeout or after a retry.
     assert!(took < Duration::from_secs(3), "answered after {took:?}");
 }
+
+#[test]
+fn a_large_object_passes_without_being_read_whole() {
+    let s3 = S3Server::start();
+    s3.put_object(BUCKET, "big", &vec![b'x'; 32 * 1024 * 1024]);
+    let endpoint = s3.endpoint();
+    let mut env = s3_env(&s3, &endpoint);
+    env.push(("KUBERNARY_S3_KEY", "big"));
+    let daemon = Daemon::start(&["--no-stats"], &env);
+    let (status, body) = daemon.json("/health");
+    assert_eq!(status, 200, "{body}");
+    let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").parse().unwrap()))
+        .unwrap();
+    assert!(rss_kb < 20 * 1024, "peak RSS {rss_kb} kB with a 32 MiB object: it was buffered");
+}

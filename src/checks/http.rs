@@ -81,7 +81,7 @@ impl Check for Http {
                 message.push_str(&format!(" (a redirect: set {}=true to follow it)", self.follow_var));
             }
         }
-        Err(Failure::new(status_reason(reply.status), message))
+        Err(Failure::new(Reason::for_status(reply.status), message))
     }
 }
 
@@ -91,15 +91,6 @@ pub(crate) fn name_timeout(failure: Failure, what: &str) -> Failure {
         failure.context(what)
     } else {
         failure
-    }
-}
-
-/// The reason for an unwanted status: the same mapping as `s3`.
-pub(crate) fn status_reason(status: u16) -> Reason {
-    match status {
-        401 | 403 => Reason::Denied,
-        404 => Reason::NotFound,
-        _ => Reason::HttpStatus,
     }
 }
 
@@ -271,8 +262,8 @@ mod tests {
     fn statuses_read_well() {
         assert_eq!(status_text(503), "503 Service Unavailable");
         assert_eq!(status_text(299), "299");
-        assert_eq!(status_reason(403), Reason::Denied);
-        assert_eq!(status_reason(404), Reason::NotFound);
-        assert_eq!(status_reason(500), Reason::HttpStatus);
+        assert_eq!(Reason::for_status(403), Reason::Denied);
+        assert_eq!(Reason::for_status(404), Reason::NotFound);
+        assert_eq!(Reason::for_status(500), Reason::HttpStatus);
     }
 }

@@ -270,12 +270,8 @@ impl Check for Identity {
         }
         let reply = client::send_bytes(request, BODY, &what, attempt)?;
         if reply.status != 200 {
-            let reason = match reply.status {
-                401 | 403 => Reason::Denied,
-                _ => Reason::HttpStatus,
-            };
             return Err(Failure::new(
-                reason,
+                Reason::for_status(reply.status),
                 format!("{what} failed: {}", describe_error(reply.status, &reply.body)),
             ));
         }

@@ -27,7 +27,7 @@ use std::path::Path;
 
 use log::warn;
 
-use crate::checks::http::{check_url, name_timeout, status_reason, status_text};
+use crate::checks::http::{check_url, name_timeout, status_text};
 use crate::checks::{Attempt, Check, Failure, Reason, Settings};
 use crate::client;
 use crate::client::redact;
@@ -155,7 +155,7 @@ impl Check for Kubernetes {
             ),
             _ => format!("{}: {}{said}", self.what, status_text(status)),
         };
-        Err(Failure::new(status_reason(status), message))
+        Err(Failure::new(Reason::for_status(status), message))
     }
 }
 

@@ -87,6 +87,15 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The reason for an unwanted HTTP status.
+    pub fn for_status(status: u16) -> Reason {
+        match status {
+            401 | 403 => Reason::Denied,
+            404 => Reason::NotFound,
+            _ => Reason::HttpStatus,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Timeout => "timeout",

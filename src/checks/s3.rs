@@ -88,27 +88,69 @@ impl Check for S3 {
         attempt.note("credential_source", creds.source.as_str());
         let bucket = self.bucket(&creds, attempt.remaining()?)?;
         // attohttpc's own connect timeout is 30 s and cannot be set through
-        // rust-s3, so reach the endpoint first within our deadline: a
-        // black-holed endpoint then fails on time, with the right reason.
-        preflight(&bucket.url(), attempt).map_err(|f| f.context(&what))?;
+        // rust-s3, so reach the endpoint (or the proxy attohttpc will use,
+        // from the environment) first within our deadline: a black-holed
+        // endpoint then fails on time, with the right reason.
+        let url = bucket.url();
+        let first_hop = url::Url::parse(&url)
+            .ok()
+            .and_then(|u| attohttpc::ProxySettings::from_env().for_url(&u).map(|p| p.to_string()))
+            .unwrap_or(url);
+        preflight(&first_hop, attempt).map_err(|f| f.context(&what))?;
+        // Streamed into a sink that keeps an error document's worth and
+        // stops after BODY_LIMIT: a KEY that names a large object proves the
+        // same as a small one, without buffering it.
+        let mut sink = Sink::default();
         let response = bucket
             .with_request_timeout(attempt.remaining()?)
             .map_err(|e| Failure::new(Reason::Internal, e.to_string()))?
-            .get_object(&self.key);
+            .get_object_to_writer(&self.key, &mut sink);
         match response {
-            Ok(data) if (200..300).contains(&data.status_code()) => Ok(()),
-            Ok(data) => {
-                let status = data.status_code();
-                let body = String::from_utf8_lossy(&data.as_slice()[..data.as_slice().len().min(4096)]);
-                let reason = match status {
-                    404 => Reason::NotFound,
-                    401 | 403 => Reason::Denied,
-                    _ => Reason::HttpStatus,
-                };
-                Err(Failure::new(reason, format!("{what} failed: {}", aws::describe_error(status, &body))))
+            Ok(status) if (200..300).contains(&status) => Ok(()),
+            Ok(status) => {
+                let body = String::from_utf8_lossy(&sink.head);
+                let message = format!("{what} failed: {}", aws::describe_error(status, &body));
+                Err(Failure::new(Reason::for_status(status), message))
             }
+            Err(S3Error::Io(e)) if e.get_ref().is_some_and(|i| i.is::<Enough>()) => Ok(()),
             Err(e) => Err(s3_error(&what, e, attempt)),
         }
+    }
+}
+
+/// Where a download goes: the first 4 KiB are kept (an error document), the
+/// rest counted, and past [`client::BODY_LIMIT`] the download is stopped.
+#[derive(Default)]
+struct Sink {
+    head: Vec<u8>,
+    total: u64,
+}
+
+/// The error that stops a download that has proved its point.
+#[derive(Debug)]
+struct Enough;
+
+impl std::fmt::Display for Enough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("read enough of the object")
+    }
+}
+
+impl std::error::Error for Enough {}
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let keep = buf.len().min(4096 - self.head.len().min(4096));
+        self.head.extend_from_slice(&buf[..keep]);
+        self.total += buf.len() as u64;
+        if self.total > client::BODY_LIMIT {
+            return Err(std::io::Error::other(Enough));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -156,9 +198,6 @@ fn s3_error(what: &str, err: S3Error, attempt: &Attempt) -> Failure {
             }
         },
         S3Error::Io(io) => Failure::io(&format!("{what} failed"), &io, attempt),
-        S3Error::HttpFailWithBody(status, body) => {
-            Failure::new(Reason::HttpStatus, format!("{what} failed: {}", aws::describe_error(status, &body)))
-        }
         other => Failure::new(Reason::Internal, format!("{what} failed: {other}")),
     }
 }
