@@ -17,6 +17,7 @@ pub mod aws;
 pub mod checks;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod duration;

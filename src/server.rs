@@ -22,10 +22,10 @@ use tiny_http::{Header, Method, Request, Response};
 
 use crate::checks::Reason;
 use crate::cli::Options;
+use crate::clock::rfc3339;
 use crate::duration::Go;
 use crate::runs::{Entry, Outcome, Runner};
 use crate::shutdown::{InFlight, Shutdown};
-use crate::verdict::rfc3339;
 
 /// Concurrent handlers; a `/health` handler mostly sleeps on a channel, and
 /// concurrent probes share runs, so this is far above any real need.

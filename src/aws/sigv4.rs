@@ -17,7 +17,7 @@
 //! `Authorization` header. Canonical URIs follow the rules for every service
 //! but S3: the path is normalized and encoded once more.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -131,27 +131,10 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// `("20150830T123600Z", "20150830")`, in UTC.
 pub fn amz_date(at: SystemTime) -> (String, String) {
-    let secs = at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    let date = format!("{year:04}{month:02}{day:02}");
-    let time = format!("{date}T{:02}{:02}{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60);
+    let t = crate::clock::utc(at);
+    let date = format!("{:04}{:02}{:02}", t.year, t.month, t.day);
+    let time = format!("{date}T{:02}{:02}{:02}Z", t.hour, t.minute, t.second);
     (time, date)
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Trimmed, with runs of spaces inside collapsed to one.
@@ -241,6 +224,7 @@ mod tests {
 
     use super::*;
     use crate::aws::Source;
+    use std::time::UNIX_EPOCH;
 
     const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const SCOPE: &str = "AKIDEXAMPLE/20150830/us-east-1/service/aws4_request";
