@@ -284,19 +284,25 @@ fn check_host_port(address: &str) -> Result<(), String> {
 /// Go's listen syntax: `:10002` is every interface (IPv6 and IPv4 where the
 /// kernel has IPv6, else IPv4), `host:port` one address.
 pub fn listen_addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
-    let bad = || format!("{text:?} is not an address to listen on (for example :10002 or 127.0.0.1:10002)");
-    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
+    let (host, port) = split_listen(text)?;
     if host.is_empty() {
         return Ok(vec![SocketAddr::from(([0u16; 8], port)), SocketAddr::from(([0, 0, 0, 0], port))]);
     }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> =
         (host, port).to_socket_addrs().map_err(|e| format!("{text:?}: {e}"))?.collect();
     if addrs.is_empty() {
-        return Err(bad());
+        return Err(format!("{text:?} resolves to no address"));
     }
     Ok(addrs)
+}
+
+/// A listen address's host (empty for every interface, IPv6 brackets
+/// removed) and port.
+pub fn split_listen(text: &str) -> Result<(&str, u16), String> {
+    let bad = || format!("{text:?} is not an address to listen on (for example :10002 or 127.0.0.1:10002)");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
 }
 
 #[cfg(test)]

@@ -136,11 +136,6 @@ pub fn classify(what: &str, err: ureq::Error, attempt: &Attempt) -> Failure {
     }
 }
 
-/// A deadline-bounded duration for sockets a check opens itself.
-pub fn at_least_1ms(d: Duration) -> Duration {
-    d.max(Duration::from_millis(1))
-}
-
 /// Resolves on the calling thread, with no timeout of its own.
 ///
 /// ureq's own resolver, given a timeout, resolves on a new thread and leaves

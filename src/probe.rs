@@ -123,12 +123,8 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Op
 pub fn default_base(env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let listen = env("KUBERNARY_LISTEN").map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let text = listen.as_deref().unwrap_or(":10002");
-    let bad = || {
-        format!("KUBERNARY_LISTEN: {text:?} is not an address to listen on (for example :10002 or 127.0.0.1:10002)")
-    };
-    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let host = match host.trim_start_matches('[').trim_end_matches(']') {
+    let (host, port) = crate::cli::split_listen(text).map_err(|e| format!("KUBERNARY_LISTEN: {e}"))?;
+    let host = match host {
         "" | "0.0.0.0" => "127.0.0.1".to_string(),
         "::" => "[::1]".to_string(),
         h if h.contains(':') => format!("[{h}]"),

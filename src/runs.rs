@@ -360,6 +360,7 @@ impl Runner {
     }
 
     /// Runs still holding a worker.
+    #[cfg(test)]
     pub fn busy(&self) -> usize {
         self.entries.iter().filter(|e| e.current().is_some()).count()
     }
