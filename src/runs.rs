@@ -124,7 +124,10 @@ impl Entry {
             Err(f) => warn!("check {} failed ({}) in {took}: {}", self.name, f.reason, f.message),
         }
         for (key, value) in &outcome.notes {
-            debug!("check {}: {key}={value}", self.name);
+            match value {
+                serde_json::Value::String(text) => debug!("check {}: {key}={text}", self.name),
+                other => debug!("check {}: {key}={other}", self.name),
+            }
         }
     }
 
