@@ -17,6 +17,7 @@
 
 mod daemon;
 mod fake_http;
+mod faulty;
 mod http;
 mod moto;
 mod s3;
@@ -26,6 +27,7 @@ mod web;
 
 pub use daemon::Daemon;
 pub use fake_http::{ContainerCredsServer, CredsMode, HangServer, RecordedRequest, TestCreds};
+pub use faulty::{Fault, FaultServer, Reply, Seen};
 pub use http::{request as http_request, send_raw as http_send_raw, Response, IO_TIMEOUT};
 pub use moto::{AwsKeys, MotoServer, MOTO_ACCOUNT, MOTO_DEFAULT_ARN};
 pub use s3::{rclone_path, S3Server};
