@@ -19,6 +19,7 @@ mod daemon;
 mod fake_http;
 mod faulty;
 mod http;
+pub mod load;
 mod moto;
 mod s3;
 mod statsd;
