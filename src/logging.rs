@@ -18,8 +18,11 @@ pub fn init(debug: bool) {
         .set_target_level(LevelFilter::Off)
         .set_location_level(LevelFilter::Off)
         .build();
+    // tiny_http's one error line is its accept loop ending, which the
+    // server's supervisor reports itself (and expects at the shutdown).
     let theirs = ConfigBuilder::new()
         .add_filter_ignore_str("kubernary")
+        .add_filter_ignore_str("tiny_http")
         .set_time_format_rfc3339()
         .set_thread_level(LevelFilter::Off)
         .set_location_level(LevelFilter::Off)

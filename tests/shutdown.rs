@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -142,4 +143,42 @@ fn a_second_signal_exits_at_once() {
     let status = daemon.wait_exit(Duration::from_secs(10)).expect("second signal exits");
     assert!(began.elapsed() < Duration::from_secs(2));
     assert_ne!(status.code(), Some(0));
+}
+
+/// A request still arriving when SIGTERM comes (the HTTP layer has the
+/// connection and part of the request, the application nothing yet) is in
+/// flight all the same: it is answered, 503 shutting down, before the exit.
+/// Connections with nothing pending (idle after an answer, or silent since
+/// they opened) do not hold the exit up.
+#[test]
+fn a_request_still_arriving_at_sigterm_is_answered_before_the_exit() {
+    let (_s3, mut daemon) = idle_daemon(&["--no-stats", "--close-after=10s"]);
+    let addr = daemon.addr();
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: kubernary\r\n").unwrap();
+    // Idle after an answer, on a kept-alive connection.
+    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    idle.write_all(b"GET /livez HTTP/1.1\r\nHost: kubernary\r\n\r\n").unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 512];
+    let n = std::io::Read::read(&mut idle, &mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    // Silent since it opened.
+    let _silent = std::net::TcpStream::connect(addr).unwrap();
+    thread::sleep(Duration::from_millis(300));
+
+    daemon.signal("TERM");
+    assert!(daemon.wait_for_log("shutting down: SIGTERM", Duration::from_secs(5)));
+    thread::sleep(Duration::from_millis(500));
+    assert!(daemon.wait_exit(Duration::ZERO).is_none(), "exited with a request still arriving");
+    slow.write_all(b"\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut slow, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "the request in flight got {answer:?}");
+    assert!(answer.contains("shutting down"), "{answer}");
+    let began = Instant::now();
+    let status = daemon.wait_exit(Duration::from_secs(5)).expect("exit once answered");
+    assert_eq!(status.code(), Some(0));
+    assert!(began.elapsed() < Duration::from_secs(2), "idle connections held the exit {:?}", began.elapsed());
 }
