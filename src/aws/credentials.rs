@@ -319,7 +319,7 @@ fn from_container(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Resu
         })?),
         None => env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
     };
-    let what = format!("container credentials from {url}");
+    let what = format!("container credentials from {}", crate::checks::http::redact(&url));
     let mut request = agent.get(&url);
     if let Some(token) = token {
         request = request.header("Authorization", token.trim());

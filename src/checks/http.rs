@@ -138,20 +138,54 @@ pub(crate) fn check_url(var: &str, url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The URL with the password of its user info, if any, replaced by `***`.
+/// The URL for messages and logs: the password of its user info, if any,
+/// and the values of query parameters that carry credentials (a presigned
+/// URL's `X-Amz-Signature` and `X-Amz-Security-Token`, `Signature`, `sig`,
+/// `token`, `key`, ...) replaced by `***`.
 pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
+    let (url, fragment) = url.split_once('#').map_or((url, None), |(u, f)| (u, Some(f)));
+    let (url, query) = url.split_once('?').map_or((url, None), |(u, q)| (u, Some(q)));
+    let mut shown = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split(':').next().unwrap_or("");
+                    format!("{scheme}://{user}:***@{host}{tail}")
+                }
+                None => url.to_string(),
+            }
         }
         None => url.to_string(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if is_credential(name) => format!("{name}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
     }
+    if let Some(fragment) = fragment {
+        shown.push('#');
+        shown.push_str(fragment);
+    }
+    shown
+}
+
+/// Whether a query parameter's name says its value is a credential: AWS
+/// (`X-Amz-Signature`, `X-Amz-Security-Token`, `X-Amz-Credential`,
+/// `Signature`, `AWSAccessKeyId`), Google (`X-Goog-Signature`, `key`),
+/// Azure SAS (`sig`), OAuth (`access_token`, `code`), and their kin.
+fn is_credential(name: &str) -> bool {
+    const WORDS: &[&str] =
+        &["sig", "token", "secret", "pass", "key", "credential", "auth", "session", "code"];
+    let name = name.to_ascii_lowercase();
+    WORDS.iter().any(|w| name.contains(w))
 }
 
 /// Which statuses pass: a list of inclusive ranges, kept with the text the
@@ -249,8 +283,30 @@ mod tests {
         assert!(check_url("V", "not a url").is_err());
         assert_eq!(redact("https://me:s3cret@host:1/p?q=1"), "https://me:***@host:1/p?q=1");
         assert_eq!(redact("https://host/a@b"), "https://host/a@b");
+        assert_eq!(redact("https://me:pw@host?x=1"), "https://me:***@host?x=1");
+        assert_eq!(redact("https://host/p?q=1#a@b"), "https://host/p?q=1#a@b");
         let err = check_url("V", "ftp://me:s3cret@host/").unwrap_err();
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn presigned_urls_keep_their_signatures_to_themselves() {
+        assert_eq!(
+            redact("https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Security-Token=tok&X-Amz-Signature=abc123"),
+            "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=***&X-Amz-Date=20260101T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=***&X-Amz-Security-Token=***&X-Amz-Signature=***"
+        );
+        assert_eq!(
+            redact("https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIA&Expires=1&Signature=s%2Fg"),
+            "https://b.s3.amazonaws.com/k?AWSAccessKeyId=***&Expires=1&Signature=***"
+        );
+        assert_eq!(
+            redact("https://a.blob.core.windows.net/c/b?sv=2022&sig=xyz"),
+            "https://a.blob.core.windows.net/c/b?sv=2022&sig=***"
+        );
+        assert_eq!(
+            redact("http://h/healthz?access_token=t&verbose=1&flag"),
+            "http://h/healthz?access_token=***&verbose=1&flag"
+        );
     }
 
     #[test]
