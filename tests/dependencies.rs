@@ -65,7 +65,7 @@ fn got_metrics(statsd: &StatsdReceiver, wait: Duration) -> bool {
 }
 
 fn figure(text: String) {
-    let _ = writeln!(std::io::stderr(), "FIGURE statsd {text}");
+    let _ = writeln!(std::io::stderr(), "FIGURE {text}");
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn statsd_unresolvable_at_start_is_one_warning_and_nothing_else() {
     assert_eq!(warnings, 1, "{:#?}", d.logs());
     assert!(d.logs().iter().any(|l| l.contains("cannot resolve nothing.invalid:8125")), "{:#?}", d.logs());
     figure(format!(
-        "unresolvable: {runs} runs in 2 s, slowest /health {} ms, 1 warning",
+        "statsd unresolvable: {runs} runs in 2 s, slowest /health {} ms, 1 warning",
         slowest.as_millis()
     ));
 }
@@ -106,7 +106,7 @@ fn statsd_unreachable_then_up_then_gone_then_back() {
     assert!(got_metrics(&statsd, RESOLVE_WAIT), "no metrics once statsd came back");
     let back = began.elapsed();
     figure(format!(
-        "unreachable: metrics {} ms after statsd came up; gone: {runs} runs in 1 s, slowest /health {} ms; back: metrics after {} ms",
+        "statsd unreachable: metrics {} ms after statsd came up; gone: {runs} runs in 1 s, slowest /health {} ms; back: metrics after {} ms",
         up.as_millis(),
         slowest.as_millis(),
         back.as_millis()
@@ -131,7 +131,7 @@ fn statsd_lookup_that_hangs_blocks_nothing() {
     assert!(after <= threads + 2, "threads {threads} -> {after}");
     assert_eq!(d.get("/metrics").status, 200);
     figure(format!(
-        "hung lookup: {runs} runs in 3 s, slowest /health {} ms, threads {threads} -> {after}",
+        "statsd hung lookup: {runs} runs in 3 s, slowest /health {} ms, threads {threads} -> {after}",
         slowest.as_millis()
     ));
     // Let the stuck lookup go.
@@ -170,7 +170,91 @@ fn statsd_name_that_starts_resolving_later() {
     let took = began.elapsed();
     assert!(d.wait_for_log("statsd: sending to kubernary-statsd", Duration::from_secs(2)), "{:#?}", d.logs());
     figure(format!(
-        "name resolving later: metrics {} ms after it resolved (retry every 5 s)",
+        "statsd name resolving later: metrics {} ms after it resolved (retry every 5 s)",
         took.as_millis()
+    ));
+}
+
+/// The log reader stops reading (a stalled container runtime, a full
+/// pipe): kubernary goes on answering `/livez` and `/health` and running
+/// its checks; what did not fit is dropped and counted, and said once the
+/// reader is back.
+#[test]
+fn a_log_reader_that_stops_reading_stops_nothing() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::sync::mpsc;
+
+    let port = support::free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubernary"))
+        .args(["--no-stats", "--debug", "--listen", &addr.to_string()])
+        .env_clear()
+        .env("RES_OPTIONS", "attempts:0")
+        .env("KUBERNARY_CHECKS", "port=tcp")
+        .env("KUBERNARY_PORT_ADDRESS", "127.0.0.1:1")
+        .env("KUBERNARY_PORT_INTERVAL", "2ms")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held, never read until the end: the pipe fills.
+    let mut stderr = child.stderr.take().unwrap();
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || {
+        let result = (|| -> Result<(usize, Duration), String> {
+            let ready = eventually(Duration::from_secs(20), || support::load::get(addr, "/livez").is_ok());
+            if !ready {
+                return Err("never answered /livez".into());
+            }
+            // Several times what a pipe holds, in log lines.
+            for _ in 0..8000 {
+                match support::load::get(addr, "/livez") {
+                    Ok((200, _)) => {}
+                    other => return Err(format!("/livez: {other:?}")),
+                }
+            }
+            let began = Instant::now();
+            let (status, body) = support::load::get(addr, "/health")?;
+            if status != 503 || !body.contains("\"reason\":\"connect\"") {
+                return Err(format!("/health: {status} {body}"));
+            }
+            Ok((8000, began.elapsed()))
+        })();
+        let _ = done.send(result);
+    });
+    let outcome = finished.recv_timeout(Duration::from_secs(60));
+    let threads = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let threads = threads.lines().find(|l| l.starts_with("Threads:")).unwrap_or("").to_string();
+    // The reader is back: the queued lines, then the count of those lost.
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = logs.clone();
+    thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let noted = eventually(Duration::from_secs(10), || logs.lock().unwrap().contains("line(s) dropped"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs = logs.lock().unwrap().clone();
+    let (requests, health) = match outcome {
+        Ok(Ok(figures)) => figures,
+        Ok(Err(e)) => panic!("with stderr unread: {e}"),
+        Err(_) => panic!("with stderr unread, the daemon stopped answering ({threads})"),
+    };
+    assert!(health < Duration::from_secs(1), "/health took {health:?}");
+    assert!(
+        noted && logs.contains("line(s) dropped: stderr was not read fast enough"),
+        "no drop note in:\n{logs}"
+    );
+    figure(format!(
+        "log reader stopped: {requests} /livez and a /health answered ({} ms), {threads}",
+        health.as_millis()
     ));
 }
