@@ -152,6 +152,20 @@ impl Daemon {
         self.proc_status("VmRSS:")
     }
 
+    /// How many of the daemon's threads have each name (`comm`; threads
+    /// started by an unnamed thread show their parent's name), for
+    /// messages when a thread count is off.
+    pub fn thread_names(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut names = std::collections::BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else { return names };
+        for task in tasks.flatten() {
+            if let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) {
+                *names.entry(comm.trim().to_string()).or_insert(0) += 1;
+            }
+        }
+        names
+    }
+
     /// Open file descriptors (sockets included), from /proc.
     pub fn fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
