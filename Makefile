@@ -26,7 +26,7 @@ TEST_STATIC := static
 TEST_ENV := KUBERNARY_STATIC_BIN=$(CURDIR)/$(STATIC_BIN)
 endif
 
-.PHONY: help build release static image run test test-deps lint fmt clean
+.PHONY: help build release static image run test test-deps soak load lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -73,6 +73,19 @@ test-deps: ## install what the tests need into .tools/ (rclone, moto)
 
 test: test-deps $(TEST_STATIC) ## run every test (as root, also the static binary in an empty root)
 	$(TEST_ENV) $(CARGO) test --all-targets
+
+# The long versions of tests/faults.rs and tests/load.rs (#[ignore] there, so
+# `make test` and CI skip them): every fault soaked for KUBERNARY_SOAK_SECS
+# (default 60) with 16 probers, 30000 probes (KUBERNARY_SOAK_REQUESTS), and
+# waves of idle connections. Each prints its figures as FIGURE lines.
+soak: test-deps ## long fault soaks, load and connection floods (about 12 minutes; CI skips them)
+	$(CARGO) test --test faults --test load -- --ignored --test-threads=1
+
+# Extra arguments for examples/load.rs, e.g. LOAD_ARGS="--requests 10000 --backend-delay 20".
+LOAD_ARGS ?=
+load: ## load a release kubernary by hand and print the figures (examples/load.rs)
+	$(CARGO) build --release --bin kubernary --example load
+	$(CARGO_OUT)/release/examples/load $(LOAD_ARGS)
 
 lint: ## formatting and clippy, as CI checks them
 	$(CARGO) fmt --check

@@ -88,12 +88,19 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     let began = Instant::now();
     shutdown::arm_kill_timer(options.kill_after);
     // Open requests are answered (a /health now says 503 shutting down, so
-    // readiness drops), for --close-after at most; then the process exits,
-    // which closes what is left.
-    if !app.inflight.drain(began + options.close_after) {
+    // readiness drops), for --close-after at most. Then no new connection
+    // is accepted, and what the HTTP layer had accepted but not yet handed
+    // over (a request waiting in tiny_http, or still arriving) is answered
+    // too, within the same bound; then the process exits, which closes
+    // what is left.
+    let close_at = began + options.close_after;
+    let mut drained = app.inflight.drain(close_at);
+    app.stop_accepting();
+    drained = drained && drain_accepted(&app, port, close_at);
+    if !drained {
         warn!(
             "closing {} open request(s) after {} (--close-after)",
-            app.inflight.count(),
+            app.inflight.count().max(reaper::awaiting_answer(port)),
             Go(options.close_after)
         );
     }
@@ -102,4 +109,18 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     let _ = scheduler.join();
     info!("stopped after {}", Go(std::time::Duration::from_millis(began.elapsed().as_millis() as u64)));
     0
+}
+
+/// Waits until no accepted connection holds a request without an answer,
+/// or `deadline` passes; true if none does.
+fn drain_accepted(app: &App, port: u16, deadline: Instant) -> bool {
+    loop {
+        if app.inflight.count() == 0 && reaper::awaiting_answer(port) == 0 {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }

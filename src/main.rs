@@ -49,5 +49,8 @@ fn main() -> ExitCode {
         }
     }));
     tls::install_crypto_provider();
-    ExitCode::from(daemon::run(options, &env) as u8)
+    let status = daemon::run(options, &env);
+    // The last lines (`stopped after ...`) reach a reader that keeps up.
+    logging::flush(std::time::Duration::from_secs(1));
+    ExitCode::from(status as u8)
 }

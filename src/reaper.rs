@@ -68,6 +68,9 @@ struct Conn {
     idle: Duration,
     received: u64,
     acked: u64,
+    /// The peer has sent bytes that have had no answer yet: a request
+    /// arriving, waiting in tiny_http, or being handled.
+    awaits_answer: bool,
 }
 
 pub fn spawn(port: u16, limits: Limits, inflight: InFlight) -> std::io::Result<JoinHandle<()>> {
@@ -231,8 +234,33 @@ fn server_connection(fd: Pinned, port: u16) -> Option<Conn> {
     // SAFETY: as above.
     let info = unsafe { getsockopt::<libc::tcp_info>(fd.0, libc::IPPROTO_TCP, libc::TCP_INFO) }?;
     let idle = Duration::from_millis(u64::from(info.tcpi_last_data_recv.min(info.tcpi_last_data_sent)));
+    // Never answered, or the peer spoke last (the times are ms ago).
+    let awaits_answer = info.tcpi_bytes_received > 0
+        && (info.tcpi_bytes_acked == 0 || info.tcpi_last_data_recv < info.tcpi_last_data_sent);
     let peer = sockaddr(fd.0, true);
-    Some(Conn { fd, peer, idle, received: info.tcpi_bytes_received, acked: info.tcpi_bytes_acked })
+    Some(Conn {
+        fd,
+        peer,
+        idle,
+        received: info.tcpi_bytes_received,
+        acked: info.tcpi_bytes_acked,
+        awaits_answer,
+    })
+}
+
+/// Connections accepted on `port` that hold a request with no answer yet:
+/// being handled, waiting inside tiny_http (which reads requests before the
+/// application sees them), or still arriving. The shutdown waits for these
+/// once it has stopped accepting; an idle kept-alive connection, or one
+/// that never sent a byte, has nothing to wait for.
+pub fn awaiting_answer(port: u16) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return 0 };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()))
+        .filter_map(|fd| Pinned::new(fd, socket_inode(fd)?))
+        .filter_map(|pinned| server_connection(pinned, port))
+        .filter(|conn| conn.awaits_answer)
+        .count()
 }
 
 /// # Safety

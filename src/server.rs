@@ -10,13 +10,14 @@
 
 use std::io::Cursor;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method, Request, Response};
 
@@ -44,6 +45,11 @@ pub struct App {
     quitquitquit: bool,
     cached_health: bool,
     handlers: AtomicUsize,
+    /// The listening socket's descriptor (-1 until [`spawn`]), for
+    /// [`App::stop_accepting`].
+    listener: AtomicI32,
+    /// False once the shutdown has closed the listener.
+    accepting: AtomicBool,
 }
 
 impl App {
@@ -56,6 +62,27 @@ impl App {
             quitquitquit: options.quitquitquit,
             cached_health: options.cached_health,
             handlers: AtomicUsize::new(0),
+            listener: AtomicI32::new(-1),
+            accepting: AtomicBool::new(true),
+        }
+    }
+
+    /// Stops accepting connections, for the end of the shutdown: new
+    /// connects are refused, and those the kernel had queued but nobody had
+    /// accepted are reset, as when any server closes its listener. What
+    /// tiny_http has accepted is still read and answered (see [`spawn`]).
+    pub fn stop_accepting(&self) {
+        if !self.accepting.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let fd = self.listener.load(Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: a descriptor the supervisor thread keeps open for the
+            // life of the process. Shutting a listening socket down wakes
+            // every accept on it (tiny_http's, on a duplicate) with EINVAL.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RD);
+            }
         }
     }
 }
@@ -101,7 +128,12 @@ pub fn accept_thread_died() {
 /// both cases this supervisor starts a fresh tiny_http on the same socket,
 /// which we keep open meanwhile, so connections wait in the backlog instead
 /// of being refused.
+///
+/// Once the shutdown has stopped accepting ([`App::stop_accepting`]), the
+/// accept loop's end is expected: no restart, and the requests tiny_http
+/// had already accepted keep being answered until the process exits.
 pub fn spawn(listener: TcpListener, app: Arc<App>) -> std::io::Result<JoinHandle<()>> {
+    app.listener.store(listener.as_raw_fd(), Ordering::SeqCst);
     thread::Builder::new().name("http".into()).stack_size(HANDLER_STACK).spawn(move || {
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -129,6 +161,10 @@ pub fn spawn(listener: TcpListener, app: Arc<App>) -> std::io::Result<JoinHandle
                     Err(e) => break e,
                 }
             };
+            if !app.accepting.load(Ordering::SeqCst) {
+                debug!("http: stopped accepting for the shutdown ({error})");
+                answer_accepted(&http, &app);
+            }
             warn!("http: the server stopped accepting ({error}); restarting it in {}", Go(backoff));
             CURRENT.lock().unwrap_or_else(|e| e.into_inner()).take();
             drop(http);
@@ -136,6 +172,18 @@ pub fn spawn(listener: TcpListener, app: Arc<App>) -> std::io::Result<JoinHandle
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     })
+}
+
+/// Answers what tiny_http accepted before the listener closed, until the
+/// process exits.
+fn answer_accepted(http: &tiny_http::Server, app: &Arc<App>) -> ! {
+    loop {
+        match http.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(request)) => dispatch(request, app),
+            Ok(None) => {}
+            Err(_) => thread::sleep(Duration::from_millis(10)),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -79,6 +79,7 @@ pub fn watch_signals(shutdown: Shutdown) -> std::io::Result<()> {
             let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
             if received {
                 warn!("{name} received again: exiting now");
+                crate::logging::flush(Duration::from_millis(200));
                 std::process::exit(128 + signal);
             }
             received = true;
@@ -96,6 +97,7 @@ pub fn arm_kill_timer(after: Duration) {
     let spawned = thread::Builder::new().name("kill-after".into()).stack_size(64 * 1024).spawn(move || {
         thread::sleep(after);
         error!("still busy {} after the shutdown began: exiting (--kill-after)", crate::duration::Go(after));
+        crate::logging::flush(Duration::from_millis(500));
         std::process::exit(1);
     });
     if let Err(e) = spawned {

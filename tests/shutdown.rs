@@ -2,10 +2,13 @@
 
 mod support;
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Daemon, HangServer, S3Server};
+use support::{Daemon, Fault, FaultServer, HangServer, Reply, S3Server};
 
 fn idle_daemon(args: &[&str]) -> (S3Server, Daemon) {
     let s3 = S3Server::start();
@@ -142,4 +145,249 @@ fn a_second_signal_exits_at_once() {
     let status = daemon.wait_exit(Duration::from_secs(10)).expect("second signal exits");
     assert!(began.elapsed() < Duration::from_secs(2));
     assert_ne!(status.code(), Some(0));
+}
+
+/// One `/health` sent by a client during a shutdown under load.
+struct Sent {
+    at: Instant,
+    done: Instant,
+    answer: Result<u16, String>,
+}
+
+/// `clients` threads sending `/health` back to back until `stop`; each
+/// request's times and answer (a status, or the error for a connection
+/// closed or refused).
+fn hammer(addr: std::net::SocketAddr, clients: usize, stop: &AtomicBool) -> Vec<Sent> {
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut sent = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        let at = Instant::now();
+                        let answer = support::http_request(addr, "GET", "/health", &[], b"")
+                            .map(|r| r.status)
+                            .map_err(|e| e.to_string());
+                        let refused = answer.as_ref().is_err_and(|e| e.contains("refused"));
+                        sent.push(Sent { at, done: Instant::now(), answer });
+                        if refused {
+                            thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                    sent
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The index of the first log line containing `text`.
+fn line_of(logs: &[String], text: &str) -> usize {
+    logs.iter()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("no {text:?} in:\n{}", logs.join("\n")))
+}
+
+/// SIGTERM with 100 requests in flight: each is answered, /health then says
+/// 503 shutting down, the process exits 0 once drained, and nothing new
+/// runs: no scheduled run starts (INTERVAL=50ms would start twenty a
+/// second), and /health requests after the signal do not reach the backend.
+#[test]
+fn sigterm_under_load_answers_requests_in_flight_and_starts_nothing() {
+    let backend = FaultServer::start(Reply::ok());
+    backend.set(Fault::SlowFirstByte(Duration::from_millis(300)));
+    let url = backend.url("/healthz");
+    let mut daemon = Daemon::start(
+        &["--no-stats", "--close-after=10s", "--kill-after=20s"],
+        &[
+            ("KUBERNARY_CHECKS", "web=http"),
+            ("KUBERNARY_WEB_URL", &url),
+            ("KUBERNARY_WEB_INTERVAL", "50ms"),
+            ("KUBERNARY_WEB_TIMEOUT", "2s"),
+        ],
+    );
+    let addr = daemon.addr();
+    let stop = AtomicBool::new(false);
+    let mut signalled = None;
+    let mut exited = None;
+    let mut delivered = None;
+    let sent = thread::scope(|s| {
+        let clients = s.spawn(|| hammer(addr, 100, &stop));
+        thread::sleep(Duration::from_secs(1));
+        signalled = Some(Instant::now());
+        daemon.signal("TERM");
+        delivered = Some(Instant::now());
+        let status = daemon.wait_exit(Duration::from_secs(15));
+        exited = Some(Instant::now());
+        thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::SeqCst);
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "a drained shutdown exits 0");
+        clients.join().unwrap()
+    });
+    // `kill` takes a moment: requests sent meanwhile may see either side.
+    let (signalled, delivered, exited) = (signalled.unwrap(), delivered.unwrap(), exited.unwrap());
+    let settled = delivered + Duration::from_millis(50);
+    let before: Vec<&Sent> = sent.iter().filter(|r| r.at < signalled).collect();
+    let in_flight = before.iter().filter(|r| r.done > signalled).count();
+    let unanswered: Vec<String> = before
+        .iter()
+        .filter_map(|r| {
+            let e = r.answer.as_ref().err()?;
+            Some(format!(
+                "sent {:?} before SIGTERM, closed {:?} after it: {e}",
+                signalled - r.at,
+                r.done.saturating_duration_since(signalled)
+            ))
+        })
+        .collect();
+    assert!(in_flight >= 50, "only {in_flight} requests were in flight at the signal");
+    assert!(unanswered.is_empty(), "requests sent before SIGTERM without an answer: {unanswered:?}");
+    assert!(before.iter().all(|r| matches!(r.answer, Ok(200 | 503))));
+    let after: Vec<&Sent> = sent.iter().filter(|r| r.at > settled).collect();
+    let after_answered = after.iter().filter(|r| r.answer.is_ok()).count();
+    assert!(after.iter().all(|r| !matches!(r.answer, Ok(200))), "a 200 after the shutdown began");
+
+    // Nothing reached the backend after the run in flight at the signal.
+    let late: Vec<Duration> =
+        backend.requests().iter().filter(|r| r.at > settled).map(|r| r.at - delivered).collect();
+    assert!(late.is_empty(), "backend requests after SIGTERM, at {late:?} after it");
+    let logs = daemon.logs();
+    let shutting = line_of(&logs, "shutting down: SIGTERM received");
+    let runs: Vec<&String> = logs[shutting..].iter().filter(|l| l.contains("check web ")).collect();
+    assert!(runs.len() <= 1, "more than the run in flight settled after the signal: {runs:#?}");
+    let took = exited - signalled;
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "FIGURE shutdown under load: 100 clients, {in_flight} requests in flight at SIGTERM, all answered; \
+         {after_answered} later requests answered 503; exit 0 after {} ms; 0 backend requests after the signal",
+        took.as_millis()
+    );
+}
+
+/// SIGTERM under load with checks hung for good (a backend that never
+/// answers, and a resolver that never returns, so that worker never comes
+/// back): requests are answered or closed, and the process exits 0 once the
+/// scheduled runs are left behind at their TIMEOUT, well before kill-after.
+/// A second signal meanwhile would exit at once (see below).
+#[test]
+fn sigterm_under_load_with_checks_hung_for_good_exits_before_kill_after() {
+    let hang = HangServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let aliases = dir.path().join("aliases");
+    assert!(std::process::Command::new("mkfifo").arg(&aliases).status().unwrap().success());
+    let url = format!("{}/healthz", hang.url());
+    let aliases_text = aliases.display().to_string();
+    let mut daemon = Daemon::start(
+        &["--no-stats", "--close-after=500ms", "--kill-after=10s"],
+        &[
+            ("KUBERNARY_CHECKS", "web=http,stuck=http"),
+            ("KUBERNARY_WEB_URL", &url),
+            ("KUBERNARY_WEB_INTERVAL", "100ms"),
+            ("KUBERNARY_WEB_TIMEOUT", "2s"),
+            ("KUBERNARY_STUCK_URL", "http://kubernary-hang/"),
+            ("KUBERNARY_STUCK_INTERVAL", "100ms"),
+            ("KUBERNARY_STUCK_TIMEOUT", "2s"),
+            ("HOSTALIASES", &aliases_text),
+        ],
+    );
+    let addr = daemon.addr();
+    let stop = AtomicBool::new(false);
+    let mut signalled = None;
+    let mut exited = None;
+    let sent = thread::scope(|s| {
+        let clients = s.spawn(|| hammer(addr, 50, &stop));
+        thread::sleep(Duration::from_millis(1500));
+        signalled = Some(Instant::now());
+        daemon.signal("TERM");
+        let status = daemon.wait_exit(Duration::from_secs(15));
+        exited = Some(Instant::now());
+        stop.store(true, Ordering::SeqCst);
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "runs left behind at their TIMEOUT: exit 0");
+        clients.join().unwrap()
+    });
+    let (signalled, exited) = (signalled.unwrap(), exited.unwrap());
+    let took = exited - signalled;
+    // The scheduled runs end at their 2s TIMEOUT at the latest.
+    assert!(took < Duration::from_millis(3500), "exit took {took:?}, kill-after is 10s");
+    let in_flight: Vec<&Sent> = sent.iter().filter(|r| r.at < signalled && r.done > signalled).collect();
+    assert!(in_flight.len() >= 25, "only {} requests were in flight", in_flight.len());
+    for r in &in_flight {
+        // Answered (503: timed out or shutting down), or closed by the exit.
+        assert!(matches!(r.answer, Ok(503)) || r.answer.is_err(), "in flight at SIGTERM: {:?}", r.answer);
+        assert!(r.done < exited + Duration::from_secs(1), "a request outlived the process");
+    }
+    let answered = in_flight.iter().filter(|r| r.answer.is_ok()).count();
+    let logs = daemon.logs().join("\n");
+    assert!(!logs.contains("--kill-after"), "{logs}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "FIGURE shutdown with hung checks: 50 clients, {} in flight at SIGTERM ({answered} answered 503, {} closed); \
+         --close-after=500ms, TIMEOUT 2s, --kill-after=10s: exit 0 after {} ms",
+        in_flight.len(),
+        in_flight.len() - answered,
+        took.as_millis()
+    );
+    // The resolver's worker is still blocked: let it go.
+    let _ = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&aliases);
+}
+
+/// A second signal exits at once, even under load with hung checks.
+#[test]
+fn a_second_signal_under_load_exits_at_once() {
+    let hang = HangServer::start();
+    let mut daemon = hanging_daemon(&hang, "60s", &["--no-stats", "--kill-after=60s", "--close-after=60s"]);
+    let addr = daemon.addr();
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| hammer(addr, 50, &stop));
+        thread::sleep(Duration::from_millis(500));
+        daemon.signal("TERM");
+        assert!(daemon.wait_for_log("shutting down", Duration::from_secs(5)));
+        let began = Instant::now();
+        daemon.signal("INT");
+        let status = daemon.wait_exit(Duration::from_secs(10)).expect("the second signal exits");
+        stop.store(true, Ordering::SeqCst);
+        assert!(began.elapsed() < Duration::from_secs(2), "took {:?}", began.elapsed());
+        assert_eq!(status.code(), Some(128 + 2), "exit status says SIGINT");
+    });
+}
+
+/// A request still arriving when SIGTERM comes (the HTTP layer has the
+/// connection and part of the request, the application nothing yet) is in
+/// flight all the same: it is answered, 503 shutting down, before the exit.
+/// Connections with nothing pending (idle after an answer, or silent since
+/// they opened) do not hold the exit up.
+#[test]
+fn a_request_still_arriving_at_sigterm_is_answered_before_the_exit() {
+    let (_s3, mut daemon) = idle_daemon(&["--no-stats", "--close-after=10s"]);
+    let addr = daemon.addr();
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: kubernary\r\n").unwrap();
+    // Idle after an answer, on a kept-alive connection.
+    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    idle.write_all(b"GET /livez HTTP/1.1\r\nHost: kubernary\r\n\r\n").unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 512];
+    let n = std::io::Read::read(&mut idle, &mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    // Silent since it opened.
+    let _silent = std::net::TcpStream::connect(addr).unwrap();
+    thread::sleep(Duration::from_millis(300));
+
+    daemon.signal("TERM");
+    assert!(daemon.wait_for_log("shutting down: SIGTERM", Duration::from_secs(5)));
+    thread::sleep(Duration::from_millis(500));
+    assert!(daemon.wait_exit(Duration::ZERO).is_none(), "exited with a request still arriving");
+    slow.write_all(b"\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut slow, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "the request in flight got {answer:?}");
+    assert!(answer.contains("shutting down"), "{answer}");
+    let began = Instant::now();
+    let status = daemon.wait_exit(Duration::from_secs(5)).expect("exit once answered");
+    assert_eq!(status.code(), Some(0));
+    assert!(began.elapsed() < Duration::from_secs(2), "idle connections held the exit {:?}", began.elapsed());
 }

@@ -1,6 +1,6 @@
 //! The real `kubernary` binary as a child process.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -66,6 +66,22 @@ impl Daemon {
         }
     }
 
+    /// [`Daemon::start`] in a mount namespace of its own where `/etc/hosts`
+    /// is `hosts` (bind-mounted): writing that file then makes a name
+    /// resolve, through /etc/hosts and never DNS, while the daemon runs.
+    /// Needs root and `unshare`; `None`, after saying why on stderr, when
+    /// this machine cannot.
+    pub fn start_with_hosts(hosts: &Path, args: &[&str], envs: &[(&str, &str)]) -> Option<Daemon> {
+        if let Err(why) = can_unshare() {
+            let _ = writeln!(std::io::stderr(), "SKIPPED (needs a mount namespace): {why}");
+            return None;
+        }
+        let hosts = hosts.display().to_string();
+        let script = r#"mount --bind "$0" /etc/hosts && exec "$@""#;
+        let command = ["unshare", "-m", "sh", "-c", script, &hosts, env!("CARGO_BIN_EXE_kubernary")];
+        Some(Daemon::start_command(&command, args, envs))
+    }
+
     /// Starts kubernary with exactly `args` and does not wait for anything:
     /// for bad-input tests that expect it to exit.
     ///
@@ -124,6 +140,48 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The daemon's thread count, from /proc (0 once it has exited).
+    pub fn threads(&self) -> usize {
+        self.proc_status("Threads:")
+    }
+
+    /// The daemon's resident memory in KiB, from /proc (0 once it has exited).
+    pub fn rss_kib(&self) -> usize {
+        self.proc_status("VmRSS:")
+    }
+
+    /// How many of the daemon's threads have each name (`comm`; threads
+    /// started by an unnamed thread show their parent's name), for
+    /// messages when a thread count is off.
+    pub fn thread_names(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut names = std::collections::BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else { return names };
+        for task in tasks.flatten() {
+            if let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) {
+                *names.entry(comm.trim().to_string()).or_insert(0) += 1;
+            }
+        }
+        names
+    }
+
+    /// Open file descriptors (sockets included), from /proc.
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
+    }
+
+    fn proc_status(&self, field: &str) -> usize {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix(field)
+                        .and_then(|v| v.split_whitespace().next())
+                        .and_then(|v| v.parse().ok())
+                })
+            })
+            .unwrap_or(0)
     }
 
     /// The fresh HOME the daemon runs with (unless `envs` replaced it).
@@ -290,4 +348,27 @@ fn listen_addr(lines: &[String]) -> Option<SocketAddr> {
         }
         Some(addr)
     })
+}
+
+/// Whether this process may run a command in a mount namespace of its own
+/// with a bind mount (root, and `unshare` that works here).
+fn can_unshare() -> Result<(), String> {
+    let euid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+    });
+    if euid.as_deref() != Some("0") {
+        return Err("not running as root".into());
+    }
+    let tried = Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount --bind /etc/hosts /etc/hosts"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match tried {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("unshare -m with a bind mount failed: {status}")),
+        Err(e) => Err(format!("cannot run unshare: {e}")),
+    }
 }

@@ -17,7 +17,9 @@
 
 mod daemon;
 mod fake_http;
+mod faulty;
 mod http;
+pub mod load;
 mod moto;
 mod s3;
 mod statsd;
@@ -26,6 +28,7 @@ mod web;
 
 pub use daemon::Daemon;
 pub use fake_http::{ContainerCredsServer, CredsMode, HangServer, RecordedRequest, TestCreds};
+pub use faulty::{Fault, FaultServer, Reply, Seen};
 pub use http::{request as http_request, send_raw as http_send_raw, Response, IO_TIMEOUT};
 pub use moto::{AwsKeys, MotoServer, MOTO_ACCOUNT, MOTO_DEFAULT_ARN};
 pub use s3::{rclone_path, S3Server};

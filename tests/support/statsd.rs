@@ -19,6 +19,11 @@ impl StatsdReceiver {
         StatsdReceiver { socket }
     }
 
+    /// A receiver on `addr`: to bring statsd back on the port it had.
+    pub fn bind(addr: SocketAddr) -> std::io::Result<StatsdReceiver> {
+        Ok(StatsdReceiver { socket: UdpSocket::bind(addr)? })
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.socket.local_addr().expect("statsd local addr")
     }

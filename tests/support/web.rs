@@ -167,7 +167,7 @@ impl Drop for WebServer {
     }
 }
 
-fn server_config(ca: &TestCa) -> Arc<rustls::ServerConfig> {
+pub(super) fn server_config(ca: &TestCa) -> Arc<rustls::ServerConfig> {
     let certs = rustls_pemfile::certs(&mut ca.cert_pem().as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .expect("parse leaf cert");
