@@ -832,7 +832,7 @@ mod tests {
      50%  383.00us
      75%    1.20ms
      90%    1.50ms
-     99%    2.01s
+     99%    2.50s
   123456 requests in 10.00s, 50.00MB read
   Non-2xx or 3xx responses: 3
 Requests/sec:  12345.60
@@ -840,7 +840,7 @@ Requests/sec:  12345.60
         let wrk = Wrk::parse(text).unwrap();
         assert_eq!(wrk.requests, 123456.0);
         assert_eq!(wrk.p50_ms, 0.383);
-        assert_eq!(wrk.p99_ms, 2010.0);
+        assert_eq!(wrk.p99_ms, 2500.0);
         assert_eq!(wrk.errors, 3);
     }
 
