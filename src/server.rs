@@ -4,8 +4,9 @@
 //! (`/livez`, `/metrics`, `/quitquitquit`, cached `/health`, 404, 405)
 //! itself. A `/health` that runs checks waits for them, up to their
 //! timeouts, so it gets a thread of its own: a slow `/health` then never
-//! holds up `/livez` or another request. The number of such threads is
-//! capped; past the cap `/health` answers 503 at once.
+//! holds up `/livez` or another request. The threads are reused while
+//! requests keep coming (see [`Elastic`]), and their number is capped; past
+//! the cap `/health` answers 503 at once.
 
 use std::io::Cursor;
 use std::net::{SocketAddr, TcpListener};
@@ -21,6 +22,7 @@ use tiny_http::{Header, Method, Request, Response};
 use crate::checks::Reason;
 use crate::cli::Options;
 use crate::duration::Go;
+use crate::pool::Elastic;
 use crate::runs::{Entry, Outcome, Runner};
 use crate::shutdown::{InFlight, Shutdown, Ticket};
 use crate::verdict::rfc3339;
@@ -28,7 +30,13 @@ use crate::verdict::rfc3339;
 /// Concurrent `/health` handlers; each mostly sleeps on a channel, and
 /// concurrent probes share runs, so this is far above any real need.
 const MAX_HEALTH_HANDLERS: usize = 256;
+/// A handler builds a JSON answer and logs a line: a few frames of serde
+/// and formatting, far below this.
 const HANDLER_STACK: usize = 128 * 1024;
+/// How long a handler thread waits for the next `/health` before it ends:
+/// above a busy prober's interval, so that load reuses threads rather than
+/// making one per request, and nothing is kept once probes stop.
+const HANDLER_LINGER: Duration = Duration::from_secs(5);
 
 pub struct App {
     pub runner: Arc<Runner>,
@@ -36,7 +44,9 @@ pub struct App {
     pub inflight: InFlight,
     quitquitquit: bool,
     cached_health: bool,
+    /// `/health` handlers waiting for checks, at most [`MAX_HEALTH_HANDLERS`].
     handlers: AtomicUsize,
+    handler_pool: Elastic,
 }
 
 impl App {
@@ -48,6 +58,7 @@ impl App {
             quitquitquit: options.quitquitquit,
             cached_health: options.cached_health,
             handlers: AtomicUsize::new(0),
+            handler_pool: Elastic::new("health", HANDLER_STACK, HANDLER_LINGER),
         }
     }
 }
@@ -207,19 +218,23 @@ fn spawn_health(request: Request, entries: Vec<Arc<Entry>>, app: Arc<App>, ticke
         app.handlers.fetch_sub(1, Ordering::SeqCst);
         return respond(request, started, text(503, "too many /health requests at once\n"));
     }
-    // The request comes back if the thread cannot start, to be answered 500.
+    // The request comes back if no thread can take the job, to be answered 500.
     let (tx, rx) = crossbeam_channel::bounded::<Request>(1);
     let worker_app = app.clone();
-    let spawned = thread::Builder::new().name("health".into()).stack_size(HANDLER_STACK).spawn(move || {
+    let submitted = app.handler_pool.submit(move |release| {
         let _ticket = ticket;
-        if let Ok(request) = rx.recv() {
-            let response = health(&worker_app, &entries);
+        let request = rx.recv();
+        let response = request.is_ok().then(|| health(&worker_app, &entries));
+        // Done waiting: the thread may take the next /health, which the
+        // client sends as soon as it has this answer.
+        worker_app.handlers.fetch_sub(1, Ordering::SeqCst);
+        release.now();
+        if let (Ok(request), Some(response)) = (request, response) {
             respond(request, started, response);
         }
-        worker_app.handlers.fetch_sub(1, Ordering::SeqCst);
     });
-    match spawned {
-        Ok(_) => {
+    match submitted {
+        Ok(()) => {
             let _ = tx.send(request);
         }
         Err(e) => {
