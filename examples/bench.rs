@@ -528,7 +528,8 @@ impl Daemon {
         let log = std::env::var_os("BENCH_DAEMON_LOG")
             .and_then(|path| std::fs::OpenOptions::new().create(true).append(true).open(path).ok())
             .map_or_else(Stdio::null, Stdio::from);
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["--no-stats", "--listen", &addr.to_string()])
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -538,9 +539,17 @@ impl Daemon {
             .envs(extra_env())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| fail(&format!("cannot start {}: {e}", bin.display())));
+            .stderr(log);
+        // SAFETY: prctl in the child between fork and exec, async-signal-safe.
+        // The daemon dies with the driver, however the driver ends.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap_or_else(|e| fail(&format!("cannot start {}: {e}", bin.display())));
         RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(child.id());
         Daemon { child, addr }
     }
