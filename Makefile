@@ -14,6 +14,13 @@ STATIC_BIN := target/static/kubernary
 STATIC_TARGET ?= $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 CARGO_OUT := $(or $(CARGO_TARGET_DIR),target)
 
+# `make bench`: runs per figure (each figure is their median, min and max).
+BENCH_RUNS ?= 5
+# `make bench-soak`: how long, in seconds.
+SOAK_SECONDS ?= 600
+RELEASE_BIN := $(CARGO_OUT)/release/kubernary
+BENCH_DRIVER = $(CARGO) run --release --locked --quiet --example bench --
+
 # The container image `make image` builds.
 IMAGE ?= kubernary:latest
 COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -26,7 +33,7 @@ TEST_STATIC := static
 TEST_ENV := KUBERNARY_STATIC_BIN=$(CURDIR)/$(STATIC_BIN)
 endif
 
-.PHONY: help build release static image run test test-deps soak load lint fmt clean
+.PHONY: help build release static image run test test-deps soak load lint fmt clean bench bench-deps bench-soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -86,6 +93,15 @@ LOAD_ARGS ?=
 load: ## load a release kubernary by hand and print the figures (examples/load.rs)
 	$(CARGO) build --release --bin kubernary --example load
 	$(CARGO_OUT)/release/examples/load $(LOAD_ARGS)
+
+bench-deps: ## install what the benchmark needs (wrk, from Debian's packages)
+	scripts/bench-deps.sh
+
+bench: bench-deps release static ## build, then measure size, start-up, memory, CPU, /health load; prints a table
+	$(BENCH_DRIVER) --runs $(BENCH_RUNS) --bin static=$(STATIC_BIN) --bin release=$(RELEASE_BIN)
+
+bench-soak: static ## 10 minutes at one check and one /health per second; RSS at start and end
+	$(BENCH_DRIVER) --soak $(SOAK_SECONDS) --bin static=$(STATIC_BIN)
 
 lint: ## formatting and clippy, as CI checks them
 	$(CARGO) fmt --check

@@ -8,7 +8,10 @@ use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::tls::{RootCerts, TlsConfig};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::{
+    ConnectProxyConnector, ConnectionDetails, Connector, NextTimeout, RustlsConnector, TcpConnector,
+    Transport,
+};
 
 use crate::checks::{Attempt, Failure, Reason};
 
@@ -38,9 +41,46 @@ pub fn agent(roots: RootCerts, follow_redirects: bool) -> ureq::Agent {
             .max_idle_connections(0)
             .user_agent(concat!("kubernary/", env!("CARGO_PKG_VERSION")))
             .build(),
-        DefaultConnector::new(),
+        ().chain(ConnectProxyConnector::default()).chain(TcpConnector::default()).chain(AgentTls::default()),
         InlineResolver::default(),
     )
+}
+
+/// ureq's TLS step, with the rustls config built once per agent.
+///
+/// ureq caches an agent's rustls config (the parsed root store and the rest)
+/// only for requests made with the agent's own config. Ours carry a config
+/// of their own, for their deadline ([`send`]), and for those ureq built
+/// the whole config again, every root certificate parsed, on every HTTPS
+/// request. Those configs differ from the agent's in timeouts only, never
+/// in TLS, so the TLS step is told it runs on the agent's config and uses
+/// the one it built first. (The same chain as ureq's default connector
+/// otherwise, less the SOCKS and missing-provider warnings we cannot hit.)
+#[derive(Debug, Default)]
+struct AgentTls(RustlsConnector);
+
+impl<In: Transport> Connector<In> for AgentTls {
+    type Out = <RustlsConnector as Connector<In>>::Out;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let agent_level = ConnectionDetails {
+            uri: details.uri,
+            addrs: details.addrs.clone(),
+            config: details.config,
+            request_level: false,
+            resolver: details.resolver,
+            now: details.now,
+            timeout: details.timeout,
+            current_time: details.current_time.clone(),
+            run_connector: details.run_connector.clone(),
+            register_shutdown: details.register_shutdown.clone(),
+        };
+        self.0.connect(&agent_level, chained)
+    }
 }
 
 /// A finished exchange: status and (bounded) body.

@@ -25,6 +25,7 @@ use crate::checks::Reason;
 use crate::cli::Options;
 use crate::clock::rfc3339;
 use crate::duration::Go;
+use crate::pool::Elastic;
 use crate::runs::{Entry, Outcome, Runner};
 use crate::shutdown::{InFlight, Shutdown};
 
@@ -35,6 +36,10 @@ const MAX_HANDLERS: usize = 256;
 /// so more only means a client pipelining without reading its answers.
 const MAX_PER_CONNECTION: usize = 4;
 const HANDLER_STACK: usize = 128 * 1024;
+/// How long a handler thread waits for the next `/health` before it ends:
+/// above a busy prober's interval, so that load reuses threads rather than
+/// making one per request, and nothing is kept once probes stop.
+const HANDLER_LINGER: Duration = Duration::from_secs(5);
 
 pub struct App {
     pub runner: Arc<Runner>,
@@ -44,12 +49,15 @@ pub struct App {
     pub inflight: InFlight,
     quitquitquit: bool,
     cached_health: bool,
+    /// `/health` handlers waiting for checks, at most [`MAX_HEALTH_HANDLERS`].
     handlers: AtomicUsize,
     /// The listening socket's descriptor (-1 until [`spawn`]), for
     /// [`App::stop_accepting`].
     listener: AtomicI32,
     /// False once the shutdown has closed the listener.
     accepting: AtomicBool,
+    /// Handler threads, reused while requests keep coming.
+    handler_pool: Elastic,
 }
 
 impl App {
@@ -64,6 +72,7 @@ impl App {
             handlers: AtomicUsize::new(0),
             listener: AtomicI32::new(-1),
             accepting: AtomicBool::new(true),
+            handler_pool: Elastic::new("handler", HANDLER_STACK, HANDLER_LINGER),
         }
     }
 
@@ -236,7 +245,7 @@ fn dispatch(request: Request, app: &Arc<App>) {
     // The request comes back if the thread cannot start.
     let (tx, rx) = crossbeam_channel::bounded::<Request>(1);
     let worker = app.clone();
-    let spawned = thread::Builder::new().name("handler".into()).stack_size(HANDLER_STACK).spawn(move || {
+    let spawned = app.handler_pool.submit(move |_release| {
         if let Ok(request) = rx.recv() {
             handle(request, &worker, started);
         }
@@ -244,7 +253,7 @@ fn dispatch(request: Request, app: &Arc<App>) {
         worker.handlers.fetch_sub(1, Ordering::SeqCst);
     });
     match spawned {
-        Ok(_) => {
+        Ok(()) => {
             let _ = tx.send(request);
         }
         Err(e) => {

@@ -6,9 +6,10 @@
 //!
 //! Trust is the built-in public roots, so that HTTPS works in a `FROM scratch`
 //! image, plus a private CA from `SSL_CERT_FILE` (and a check's own `CA_FILE`).
-//! The roots are read once, when a check is built, not on every request.
+//! The roots are read once, when a check is built, not on every request,
+//! and the common set is shared by all checks.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ureq::tls::{Certificate, RootCerts};
 
@@ -32,16 +33,25 @@ pub fn read_pem_certs(path: &str) -> Result<Vec<Certificate<'static>>, String> {
 }
 
 /// Built-in roots, plus `SSL_CERT_FILE` when set, plus `extra_ca_file`.
+///
+/// The built-in roots are borrowed from the binary, not copied, and the set
+/// without an extra file is made once and shared by every check that uses
+/// it: ureq's agents take the roots as an `Arc`.
 pub fn root_certs(extra_ca_file: Option<&str>) -> Result<RootCerts, String> {
+    static SHARED: OnceLock<Arc<Vec<Certificate<'static>>>> = OnceLock::new();
+    if let (None, Some(shared)) = (extra_ca_file, SHARED.get()) {
+        return Ok(RootCerts::Specific(shared.clone()));
+    }
     let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
-        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+        .map(|der| Certificate::from_der(der.as_ref()))
         .collect();
     if let Some(path) = std::env::var("SSL_CERT_FILE").ok().filter(|p| !p.is_empty()) {
         certs.extend(read_pem_certs(&path).map_err(|e| format!("SSL_CERT_FILE: {e}"))?);
     }
     if let Some(path) = extra_ca_file {
         certs.extend(read_pem_certs(path)?);
+        return Ok(RootCerts::Specific(Arc::new(certs)));
     }
-    Ok(RootCerts::Specific(Arc::new(certs)))
+    Ok(RootCerts::Specific(SHARED.get_or_init(|| Arc::new(certs)).clone()))
 }

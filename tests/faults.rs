@@ -487,10 +487,16 @@ fn release_fifo(fifo: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     // Non-blocking: with no reader, opening for writing fails at once
     // instead of waiting; retry until the blocked lookup is there.
+    let mut writer = None;
     let opened = eventually(Duration::from_secs(5), || {
-        std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(fifo).is_ok()
+        writer = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(fifo).ok();
+        writer.is_some()
     });
     assert!(opened, "no lookup was blocked on {fifo}");
+    // Held a moment, so that a reader woken on a busy machine finds a
+    // writer when it runs, then closed: the reader sees the end of the file.
+    thread::sleep(Duration::from_millis(300));
+    drop(writer);
 }
 
 /// A resolver that hangs for good cannot be cancelled. Runs of an http
