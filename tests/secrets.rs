@@ -160,7 +160,7 @@ fn env_keys_presigned_urls_passwords_and_bearer_tokens_never_show() {
     }
     // The checks still say which request failed, without the secrets.
     assert!(exposed.bodies.contains("X-Amz-Signature=***"), "{}", exposed.bodies);
-    assert!(exposed.bodies.contains("canary:***@127.0.0.1"), "{}", exposed.bodies);
+    assert!(exposed.bodies.contains("http://***@127.0.0.1"), "{}", exposed.bodies);
 }
 
 /// Credentials from a container-credentials endpoint (EKS Pod Identity)
