@@ -31,7 +31,7 @@ use crate::shutdown::{InFlight, Shutdown};
 
 /// Concurrent handlers; a `/health` handler mostly sleeps on a channel, and
 /// concurrent probes share runs, so this is far above any real need.
-const MAX_HANDLERS: usize = 256;
+const MAX_HANDLERS: usize = 1024;
 /// Requests one connection may have in flight: HTTP/1.1 answers in order,
 /// so more only means a client pipelining without reading its answers.
 const MAX_PER_CONNECTION: usize = 4;
