@@ -94,8 +94,11 @@ fn concurrent_health_requests_share_the_run_in_flight() {
     // One run: its reachability probe plus the request itself.
     let used = hang.connections() - before;
     assert!(used <= 2, "8 concurrent probes opened {used} backend connections");
-    let runs = daemon.logs().iter().filter(|l| l.contains("check s3 failed")).count();
-    assert_eq!(runs, 2, "the start-up run and one shared run: {:?}", daemon.logs());
+    // Log lines are written by a thread of their own: give them a moment.
+    let runs = || daemon.logs().iter().filter(|l| l.contains("check s3 failed")).count();
+    support::eventually(Duration::from_secs(5), || runs() >= 2);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(runs(), 2, "the start-up run and one shared run: {:?}", daemon.logs());
 }
 
 #[test]
