@@ -86,7 +86,7 @@ test: test-deps $(TEST_STATIC) ## run every test (as root, also the static binar
 # (default 60) with 16 probers, 30000 probes (KUBERNARY_SOAK_REQUESTS), and
 # waves of idle connections. Each prints its figures as FIGURE lines.
 soak: test-deps ## long fault soaks, load and connection floods (about 12 minutes; CI skips them)
-	$(CARGO) test --test faults --test load -- --ignored --test-threads=1
+	$(CARGO) test --no-fail-fast --test faults --test load -- --ignored --test-threads=1
 
 # Extra arguments for examples/load.rs, e.g. LOAD_ARGS="--requests 10000 --backend-delay 20".
 LOAD_ARGS ?=

@@ -42,7 +42,18 @@ impl Daemon {
     /// `["chroot", "/tmp/root", "/kubernary"]` for a static binary in an
     /// empty root. The pid is the daemon's when the program `exec`s it.
     pub fn start_command(command: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        let mut d = Daemon::spawn(command, args, envs, true);
+        Daemon::start_echoing(command, args, envs, true)
+    }
+
+    /// [`Daemon::start`] without echoing the daemon's lines into the test's
+    /// captured output (they are still kept for `logs()`): for soaks, whose
+    /// hundreds of megabytes of log would only slow the test process down.
+    pub fn start_quiet(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        Daemon::start_echoing(&[env!("CARGO_BIN_EXE_kubernary")], args, envs, false)
+    }
+
+    fn start_echoing(command: &[&str], args: &[&str], envs: &[(&str, &str)], echo: bool) -> Daemon {
+        let mut d = Daemon::spawn(command, args, envs, true, echo);
         let deadline = Instant::now() + LISTEN_DEADLINE;
         loop {
             if let Some(addr) = listen_addr(&d.logs()) {
@@ -92,10 +103,10 @@ impl Daemon {
     /// is read; `RUST_BACKTRACE=1` so a panic is diagnosable; then `envs`,
     /// which override all of these (e.g. a `HOME` the test filled in).
     pub fn spawn_raw(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        Daemon::spawn(&[env!("CARGO_BIN_EXE_kubernary")], args, envs, false)
+        Daemon::spawn(&[env!("CARGO_BIN_EXE_kubernary")], args, envs, false, true)
     }
 
-    fn spawn(command: &[&str], args: &[&str], envs: &[(&str, &str)], add_listen: bool) -> Daemon {
+    fn spawn(command: &[&str], args: &[&str], envs: &[(&str, &str)], add_listen: bool, echo: bool) -> Daemon {
         let home = tempfile::Builder::new().prefix("kubernary-home-").tempdir().expect("tempdir for HOME");
         let (program, leading) = command.split_first().expect("a program to run");
         let mut cmd = Command::new(program);
@@ -124,8 +135,16 @@ impl Daemon {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let readers = vec![
-            collect_lines(child.stderr.take().expect("piped stderr"), stderr.clone(), "[daemon] "),
-            collect_lines(child.stdout.take().expect("piped stdout"), stdout.clone(), "[daemon stdout] "),
+            collect_lines(
+                child.stderr.take().expect("piped stderr"),
+                stderr.clone(),
+                echo.then_some("[daemon] "),
+            ),
+            collect_lines(
+                child.stdout.take().expect("piped stdout"),
+                stdout.clone(),
+                echo.then_some("[daemon stdout] "),
+            ),
         ];
         Daemon { child, exit: None, listen: None, stderr, stdout, readers, home }
     }
@@ -304,12 +323,13 @@ impl Drop for Daemon {
     }
 }
 
-/// Reads `pipe` line by line into `sink`, echoing each line to the test's
-/// stderr (captured by libtest and shown only when the test fails).
+/// Reads `pipe` line by line into `sink`, echoing each line with `prefix`
+/// to the test's stderr (captured by libtest and shown only when the test
+/// fails) unless `prefix` is None.
 fn collect_lines(
     pipe: impl Read + Send + 'static,
     sink: Arc<Mutex<Vec<String>>>,
-    prefix: &'static str,
+    prefix: Option<&'static str>,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
@@ -320,7 +340,9 @@ fn collect_lines(
                 Ok(0) | Err(_) => return,
                 Ok(_) => {
                     let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-                    eprintln!("{prefix}{line}");
+                    if let Some(prefix) = prefix {
+                        eprintln!("{prefix}{line}");
+                    }
                     sink.lock().unwrap().push(line);
                 }
             }
