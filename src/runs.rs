@@ -400,11 +400,16 @@ fn execute(run: Arc<Run>) {
     } else {
         result
     };
-    run.settle(Outcome::new(result, attempt.notes(), duration));
-    let mut current = entry.current();
-    if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &run)) {
-        *current = None;
+    // The check is done: free the entry before settling, so that a request
+    // arriving the moment this run's waiters are answered starts a fresh run
+    // rather than joining this finished one and reading its old result.
+    {
+        let mut current = entry.current();
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &run)) {
+            *current = None;
+        }
     }
+    run.settle(Outcome::new(result, attempt.notes(), duration));
 }
 
 #[cfg(test)]
