@@ -13,7 +13,7 @@ use ureq::unversioned::transport::{
     Transport,
 };
 
-use crate::checks::{Attempt, Failure, Reason};
+use crate::contract::{Attempt, Failure, Reason};
 
 /// The most of a body a check reads. Checks want a status and a few fields,
 /// never a download, so a large or endless body costs no more than this.

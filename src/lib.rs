@@ -9,7 +9,9 @@
 //!   waits for them, bounded by the checks' timeouts;
 //! - [`shutdown`]: one atomic flag with deadline timers;
 //! - [`metrics`]: statsd through cadence, never in a check's way;
-//! - [`checks`]: one file per kind behind one small trait;
+//! - [`checks`]: one file per kind behind one small trait, the [`contract`];
+//! - [`contract`]: `Check`, `Attempt`, `Failure`, `Reason`: a leaf that
+//!   checks, the client, the AWS code, the runner and the server share;
 //! - [`cli`] and [`config`]: flags and environment, kept apart from the core;
 //! - [`probe`]: `kubernary probe`, the HTTP self-probe for scratch images.
 
@@ -19,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod contract;
 pub mod daemon;
 pub mod duration;
 pub mod logging;

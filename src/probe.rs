@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ureq::tls::RootCerts;
 
-use crate::checks::Attempt;
+use crate::contract::Attempt;
 use crate::runs::Millis;
 use crate::{client, duration, tls};
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use log::{debug, info, warn};
 
-use crate::checks::{Attempt, Check, Failure, Reason};
+use crate::contract::{Attempt, Check, Failure, Reason};
 use crate::duration::Go;
 use crate::metrics::Metrics;
 use crate::pool::Pool;

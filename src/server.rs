@@ -21,9 +21,9 @@ use log::{debug, info, warn};
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method, Request, Response};
 
-use crate::checks::Reason;
 use crate::cli::Options;
 use crate::clock::rfc3339;
+use crate::contract::Reason;
 use crate::duration::Go;
 use crate::pool::Elastic;
 use crate::runs::{Entry, Outcome, Runner};

@@ -14,8 +14,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::aws::{describe_error, xml_text};
-use crate::checks::{Attempt, Failure, Reason};
 use crate::client;
+use crate::contract::{Attempt, Failure, Reason};
 
 /// Which source of the chain gave the credentials; the `credential_source`
 /// field of `/health`, so that an operator sees IRSA, and not the node's

@@ -19,7 +19,8 @@
 use std::net::{IpAddr, ToSocketAddrs};
 
 use crate::checks::tcp::resolver_text;
-use crate::checks::{Attempt, Check, Failure, Reason, Settings};
+use crate::checks::Settings;
+use crate::contract::{Attempt, Check, Failure, Reason};
 
 /// The keys this kind reads besides [`COMMON_KEYS`](super::COMMON_KEYS).
 pub const KEYS: &[&str] = &["NAME", "MIN_ADDRESSES"];

@@ -18,9 +18,10 @@
 
 use std::fmt;
 
-use crate::checks::{Attempt, Check, Failure, Reason, Settings};
+use crate::checks::Settings;
 use crate::client;
 use crate::client::redact;
+use crate::contract::{Attempt, Check, Failure, Reason};
 use crate::tls;
 
 /// The keys this kind reads besides [`COMMON_KEYS`](super::COMMON_KEYS).

@@ -19,8 +19,9 @@ use log::warn;
 
 use crate::aws::credentials::{self, Env, ProcessEnv};
 use crate::aws::{describe_error, sigv4, xml_text};
-use crate::checks::{Attempt, Check, Failure, Reason, Settings};
+use crate::checks::Settings;
 use crate::client;
+use crate::contract::{Attempt, Check, Failure, Reason};
 use crate::tls;
 
 const BODY: &[u8] = b"Action=GetCallerIdentity&Version=2011-06-15";

@@ -28,9 +28,10 @@ use std::path::Path;
 use log::warn;
 
 use crate::checks::http::{check_url, name_timeout, status_text};
-use crate::checks::{Attempt, Check, Failure, Reason, Settings};
+use crate::checks::Settings;
 use crate::client;
 use crate::client::redact;
+use crate::contract::{Attempt, Check, Failure, Reason};
 use crate::tls;
 
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";

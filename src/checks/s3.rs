@@ -9,8 +9,9 @@ use s3::error::S3Error;
 use s3::{Bucket, Region};
 
 use crate::aws::{self, credentials};
-use crate::checks::{is_tls_error, Attempt, Check, Failure, Reason, Settings};
+use crate::checks::Settings;
 use crate::client;
+use crate::contract::{is_tls_error, Attempt, Check, Failure, Reason};
 use crate::tls;
 
 pub struct S3 {

@@ -15,7 +15,8 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 
-use crate::checks::{Attempt, Check, Failure, Reason, Settings};
+use crate::checks::Settings;
+use crate::contract::{Attempt, Check, Failure, Reason};
 
 /// The keys this kind reads besides [`COMMON_KEYS`](super::COMMON_KEYS).
 pub const KEYS: &[&str] = &["ADDRESS"];

@@ -1,0 +1,208 @@
+//! The check contract: what a check kind implements ([`Check`]), what it is
+//! handed for one run ([`Attempt`]) and how it says it failed ([`Failure`],
+//! [`Reason`]).
+//!
+//! A leaf module: it imports nothing of ours but `duration`, so that checks,
+//! the HTTP client, the AWS code, the runner and the server can all depend on
+//! it without depending on each other.
+
+use std::fmt;
+use std::io;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::duration::Go;
+
+/// What a check kind does for one run.
+pub trait Check: Send + Sync {
+    /// The verb that names the kind's metrics: `kubernary.<check>.<verb>.succeeded`.
+    fn verb(&self) -> &'static str;
+
+    /// Runs the check once. `Ok` means it passed.
+    fn run(&self, attempt: &Attempt) -> Result<(), Failure>;
+}
+
+/// Why a check failed, in a word a machine can switch on. The words are part
+/// of the `/health` JSON and of metric tags, so they never change meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Timeout,
+    Dns,
+    Connect,
+    Tls,
+    HttpStatus,
+    Denied,
+    NotFound,
+    Credentials,
+    /// The credentials work, but belong to someone else (`identity`).
+    WrongIdentity,
+    Internal,
+    ShuttingDown,
+}
+
+impl Reason {
+    /// The reason for an unwanted HTTP status.
+    pub fn for_status(status: u16) -> Reason {
+        match status {
+            401 | 403 => Reason::Denied,
+            404 => Reason::NotFound,
+            _ => Reason::HttpStatus,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Timeout => "timeout",
+            Reason::Dns => "dns",
+            Reason::Connect => "connect",
+            Reason::Tls => "tls",
+            Reason::HttpStatus => "http_status",
+            Reason::Denied => "denied",
+            Reason::NotFound => "not_found",
+            Reason::Credentials => "credentials",
+            Reason::WrongIdentity => "wrong_identity",
+            Reason::Internal => "internal",
+            Reason::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed run: a reason for machines and a message for people. The message
+/// names what was tried and what answered (`s3 download of s3://b/k from
+/// http://127.0.0.1:9000 failed: 404 NoSuchKey`), and never a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Failure {
+        Failure { reason, message: message.into() }
+    }
+
+    pub fn timeout(after: Duration) -> Failure {
+        Failure::new(Reason::Timeout, format!("timed out after {}", Go(after)))
+    }
+
+    /// Classifies a socket error met while reaching `what`.
+    pub fn io(what: &str, err: &io::Error, attempt: &Attempt) -> Failure {
+        use io::ErrorKind::*;
+        match err.kind() {
+            _ if is_tls_error(err) => Failure::new(Reason::Tls, format!("{what}: TLS: {err}")),
+            TimedOut | WouldBlock => Failure::timeout(attempt.timeout()),
+            _ if attempt.expired() => Failure::timeout(attempt.timeout()),
+            ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | AddrNotAvailable
+            | BrokenPipe | UnexpectedEof => Failure::new(Reason::Connect, format!("{what}: {err}")),
+            _ if is_resolve_error(err) => Failure::new(Reason::Dns, format!("{what}: {err}")),
+            _ => Failure::new(Reason::Connect, format!("{what}: {err}")),
+        }
+    }
+
+    /// Prefixes the message with what was being done.
+    pub fn context(mut self, what: &str) -> Failure {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A TLS failure (bad certificate, handshake with a plain-TCP port, ...)
+/// surfaces from rustls as an I/O error that wraps a `rustls::Error`.
+pub fn is_tls_error(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
+/// std reports resolver failures as `io::ErrorKind::Uncategorized` with the
+/// resolver's text, so the text is all there is to go on.
+pub fn is_resolve_error(err: &io::Error) -> bool {
+    let text = err.to_string();
+    text.contains("failed to lookup address")
+        || text.contains("Name or service not known")
+        || text.contains("No address associated")
+        || text.contains("Temporary failure in name resolution")
+        || text.contains("nodename nor servname")
+}
+
+/// One run of a check: its deadline, and what it noted on the way for the
+/// `/health` JSON (`credential_source`, `arn`, ...).
+pub struct Attempt {
+    started: Instant,
+    timeout: Duration,
+    notes: Mutex<Vec<(&'static str, serde_json::Value)>>,
+}
+
+impl Attempt {
+    pub fn new(started: Instant, timeout: Duration) -> Attempt {
+        Attempt { started, timeout, notes: Mutex::new(Vec::new()) }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.started + self.timeout
+    }
+
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.deadline()
+    }
+
+    /// Time left before the deadline, or the timeout failure if none is. Call
+    /// it before each blocking step to size that step's socket timeouts.
+    pub fn remaining(&self) -> Result<Duration, Failure> {
+        match self.deadline().checked_duration_since(Instant::now()) {
+            Some(left) if left > Duration::from_millis(1) => Ok(left),
+            _ => Err(Failure::timeout(self.timeout)),
+        }
+    }
+
+    /// Records a fact about this run for the `/health` JSON. Never a secret.
+    pub fn note(&self, key: &'static str, value: impl Into<serde_json::Value>) {
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        notes.retain(|(k, _)| *k != key);
+        notes.push((key, value.into()));
+    }
+
+    pub fn notes(&self) -> Vec<(&'static str, serde_json::Value)> {
+        self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_turns_into_a_timeout_at_the_deadline() {
+        let attempt = Attempt::new(Instant::now() - Duration::from_secs(3), Duration::from_secs(2));
+        let failure = attempt.remaining().unwrap_err();
+        assert_eq!(failure.reason, Reason::Timeout);
+        assert_eq!(failure.message, "timed out after 2s");
+        let fresh = Attempt::new(Instant::now(), Duration::from_secs(2));
+        assert!(fresh.remaining().unwrap() > Duration::from_secs(1));
+    }
+
+    #[test]
+    fn io_errors_are_classified() {
+        let attempt = Attempt::new(Instant::now(), Duration::from_secs(5));
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(Failure::io("x", &refused, &attempt).reason, Reason::Connect);
+        let timed_out = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(Failure::io("x", &timed_out, &attempt).reason, Reason::Timeout);
+        let resolve = io::Error::other("failed to lookup address information: Name or service not known");
+        assert_eq!(Failure::io("x", &resolve, &attempt).reason, Reason::Dns);
+    }
+}
