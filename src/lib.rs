@@ -5,8 +5,9 @@
 //! - [`scheduler`]: one thread ticking on crossbeam timers, starting runs;
 //! - [`runs`]: single flight per check, deadlines, settlement, and the
 //!   [`pool`] of workers that runs checks;
-//! - [`server`]: tiny_http endpoints; `/health` starts or joins runs and
-//!   waits for them, bounded by the checks' timeouts;
+//! - [`server`]: tiny_http endpoints, each request handled on its
+//!   connection's thread; `/health` starts or joins runs and waits for
+//!   them, bounded by the checks' timeouts; [`render`] writes the answers;
 //! - [`shutdown`]: one atomic flag with deadline timers;
 //! - [`metrics`]: statsd through cadence, never in a check's way;
 //! - [`checks`]: one file per kind behind one small trait, the [`contract`];
@@ -29,7 +30,7 @@ pub mod metrics;
 pub mod pool;
 pub mod probe;
 pub mod prometheus;
-pub mod reaper;
+pub mod render;
 pub mod runs;
 pub mod scheduler;
 pub mod server;
