@@ -14,21 +14,24 @@
 //! Each entry keeps its whole state (the run going, the hysteresis tally and
 //! the latest outcome) under one lock, and a run concludes under it: the
 //! worker frees the entry, counts the result, keeps it as the latest and
-//! hands it to the metrics in one step. So results are counted in the order
+//! hands it to the sinks in one step. So results are counted in the order
 //! the runs ran and nothing that reads them can step back in time; the
 //! waiters are woken after the lock is let go.
+//!
+//! Settled results go to the [`Sink`]s the runner was given, as a plain
+//! [`Record`]: this module knows nothing of metrics or logs.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use log::{debug, info, warn};
+use log::{debug, warn};
 
 use crate::contract::{Attempt, Check, Failure, Reason};
 use crate::duration::Go;
-use crate::metrics::Metrics;
 use crate::pool::Pool;
+use crate::record::{Record, Sink};
 use crate::verdict::{Tally, Verdict};
 
 /// How a run ended.
@@ -144,32 +147,35 @@ impl Entry {
     }
 
     /// Counts a result towards the check's standing, keeps it as the latest
-    /// and reports it. Called with the state locked, so that results are
-    /// counted, kept and reported in one order; the reporting never blocks.
-    fn conclude(&self, state: &mut State, metrics: &Metrics, outcome: &mut Outcome) {
+    /// and hands it to the sinks. Called with the state locked, so that
+    /// results are counted, kept and reported in the order the runs ran.
+    fn conclude(&self, state: &mut State, sinks: &Sinks, outcome: &mut Outcome) {
         outcome.finished = SystemTime::now();
         outcome.concluded = Instant::now();
-        outcome.verdict = Some(state.tally.observe(outcome.ok(), outcome.finished));
+        let verdict = state.tally.observe(outcome.ok(), outcome.finished);
+        outcome.verdict = Some(verdict.clone());
         state.latest = Some(outcome.clone());
-        self.report(metrics, outcome);
-    }
-
-    /// Metrics and the log line for a result.
-    fn report(&self, metrics: &Metrics, outcome: &Outcome) {
-        metrics.record(self, outcome);
-        let took = Millis(outcome.duration);
-        match &outcome.result {
-            Ok(()) => info!("check {} passed in {took}", self.name),
-            Err(f) => warn!("check {} failed ({}) in {took}: {}", self.name, f.reason, f.message),
+        if sinks.is_empty() {
+            return;
         }
-        for (key, value) in &outcome.notes {
-            match value {
-                serde_json::Value::String(text) => debug!("check {}: {key}={text}", self.name),
-                other => debug!("check {}: {key}={other}", self.name),
-            }
+        let record = Record {
+            check: self.name.clone(),
+            kind: self.kind.clone(),
+            verb: self.verb(),
+            result: outcome.result.clone(),
+            duration: outcome.duration,
+            finished: outcome.finished,
+            verdict,
+            notes: outcome.notes.clone(),
+        };
+        for sink in sinks.iter() {
+            sink.settled(&record);
         }
     }
 }
+
+/// Where settled results go, shared by the runner and its runs.
+pub type Sinks = Arc<[Arc<dyn Sink>]>;
 
 /// One run of one check.
 pub struct Run {
@@ -177,7 +183,7 @@ pub struct Run {
     pub started: Instant,
     attempt: Attempt,
     settlement: Mutex<Settlement>,
-    metrics: Arc<Metrics>,
+    sinks: Sinks,
     settled: Sender<()>,
 }
 
@@ -219,7 +225,7 @@ impl Run {
             if let Some(existing) = &settlement.outcome {
                 return existing.clone();
             }
-            self.entry.conclude(&mut state, &self.metrics, &mut outcome);
+            self.entry.conclude(&mut state, &self.sinks, &mut outcome);
             settlement.outcome = Some(outcome.clone());
             std::mem::take(&mut settlement.waiters)
         };
@@ -271,15 +277,6 @@ impl Run {
     }
 }
 
-/// `12.3ms`: run times are mostly under a second, where Go's format is coarse.
-pub struct Millis(pub Duration);
-
-impl std::fmt::Display for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.1}ms", self.0.as_secs_f64() * 1000.0)
-    }
-}
-
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis().min(u64::MAX as u128) as u64)
 }
@@ -288,7 +285,7 @@ fn round_ms(d: Duration) -> Duration {
 pub struct Runner {
     entries: Vec<Arc<Entry>>,
     pool: Pool,
-    metrics: Arc<Metrics>,
+    sinks: Sinks,
     settled: (Sender<()>, Receiver<()>),
 }
 
@@ -332,18 +329,14 @@ impl Started {
 impl Runner {
     /// The pool has one worker per check: a check holds at most one worker
     /// (single flight), so even every check hung at once cannot starve another.
-    pub fn new(entries: Vec<Arc<Entry>>, metrics: Arc<Metrics>) -> Runner {
+    pub fn new(entries: Vec<Arc<Entry>>, sinks: Vec<Arc<dyn Sink>>) -> Runner {
         let pool = Pool::new(entries.len().max(1), "check");
-        Runner { entries, pool, metrics, settled: bounded(1) }
+        Runner { entries, pool, sinks: sinks.into(), settled: bounded(1) }
     }
 
     /// Ready after any run settles, for a scheduler waiting on its runs.
     pub fn settled(&self) -> &Receiver<()> {
         &self.settled.1
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     pub fn entries(&self) -> &[Arc<Entry>] {
@@ -366,7 +359,7 @@ impl Runner {
             started,
             attempt: Attempt::new(started, entry.timeout),
             settlement: Mutex::new(Settlement::default()),
-            metrics: self.metrics.clone(),
+            sinks: self.sinks.clone(),
             settled: self.settled.0.clone(),
         });
         state.current = Some(run.clone());
@@ -394,13 +387,16 @@ impl Runner {
             );
             return None;
         }
-        // Hung past its deadline: each tick counts as one more failed run,
-        // so rates, alerts and hysteresis go on telling the truth while the
-        // check hangs; unless it returned in the meantime.
+        // Hung past its deadline. The run's own timeout comes first (no one
+        // may have been waiting for it, if /health started it and its client
+        // left); then each tick counts as one more failed run, so rates,
+        // alerts and hysteresis go on telling the truth while the check
+        // hangs; unless it returned in the meantime.
+        run.settle_if_overdue();
         let mut state = entry.state();
         if state.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &run)) {
             let mut outcome = Outcome::new(Err(run.still_going()), run.attempt.notes(), entry.timeout);
-            entry.conclude(&mut state, &self.metrics, &mut outcome);
+            entry.conclude(&mut state, &self.sinks, &mut outcome);
         }
         None
     }
@@ -454,6 +450,7 @@ mod tests {
     //! A real backend cannot hang on command or panic, so these use checks
     //! that do exactly that.
     use super::*;
+    use crate::tests_support::Recorder;
     use crossbeam_channel::Receiver;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -486,7 +483,7 @@ mod tests {
         }
     }
 
-    fn runner(check: Box<dyn Check>, timeout: Duration) -> (Runner, Arc<Entry>) {
+    fn runner(check: Box<dyn Check>, timeout: Duration) -> (Runner, Arc<Entry>, Arc<Recorder>) {
         let spec = Spec {
             name: "t".into(),
             kind: "test".into(),
@@ -496,14 +493,15 @@ mod tests {
             pass_after: 1,
         };
         let entry = Arc::new(Entry::new(spec, check));
-        (Runner::new(vec![entry.clone()], Arc::new(Metrics::new(None, "kubernary", &[]))), entry)
+        let recorder = Arc::new(Recorder::default());
+        (Runner::new(vec![entry.clone()], vec![recorder.clone()]), entry, recorder)
     }
 
     #[test]
     fn a_hung_check_times_out_and_is_never_started_twice() {
         let started = Arc::new(AtomicUsize::new(0));
         let (release, gate) = bounded(10);
-        let (runner, entry) =
+        let (runner, entry, recorder) =
             runner(Box::new(Gate { started: started.clone(), release: gate }), Duration::from_millis(100));
 
         let first = runner.start(&entry);
@@ -517,11 +515,8 @@ mod tests {
         assert!(runner.start_if_idle(&entry).is_none());
         let latest = entry.latest().unwrap();
         assert_eq!(latest.verdict.unwrap().consecutive_failures, 2, "the skipped tick counts as a failure");
-        assert!(runner
-            .metrics()
-            .prometheus
-            .render()
-            .contains("kubernary_check_runs_total{check=\"t\",result=\"failure\"} 2"));
+        let reasons: Vec<_> = recorder.records().iter().map(Record::reason).collect();
+        assert_eq!(reasons, [Some("timeout"), Some("timeout")], "the sinks were told of both");
         let joined = runner.start(&entry);
         assert!(matches!(joined, Started::Joined { late: true, .. }));
         let message = joined.wait().result.unwrap_err().message;
@@ -537,11 +532,32 @@ mod tests {
         assert_eq!(started.load(Ordering::SeqCst), 2);
     }
 
+    /// A run nobody waits for (its /health client left) is past its
+    /// deadline when a tick finds it: its own timeout is counted first, then
+    /// the tick's "still going".
+    #[test]
+    fn a_tick_settles_an_overdue_run_before_counting_it_still_going() {
+        let (release, gate) = bounded(10);
+        let started = Arc::new(AtomicUsize::new(0));
+        let (runner, entry, recorder) =
+            runner(Box::new(Gate { started: started.clone(), release: gate }), Duration::from_millis(50));
+        let run = runner.start(&entry).run().clone();
+        // Time passing is the event here.
+        std::thread::sleep(run.deadline().saturating_duration_since(Instant::now()));
+        assert!(runner.start_if_idle(&entry).is_none());
+        let messages: Vec<String> =
+            recorder.records().iter().map(|r| r.result.clone().unwrap_err().message).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert_eq!(messages[0], "timed out after 50ms", "the run's own timeout first");
+        assert!(messages[1].contains("is still going"), "{messages:?}");
+        release.send(()).unwrap();
+    }
+
     #[test]
     fn waiters_share_one_outcome() {
         let started = Arc::new(AtomicUsize::new(0));
         let (release, gate) = bounded(10);
-        let (runner, entry) =
+        let (runner, entry, _) =
             runner(Box::new(Gate { started: started.clone(), release: gate }), Duration::from_secs(10));
         let runner = Arc::new(runner);
         let waiters: Vec<_> = (0..5)
@@ -617,7 +633,8 @@ mod tests {
             .map(|n| Arc::new(Entry::new(spec(n), flip())))
             .collect();
         let entry = entries[0].clone();
-        let runner = Arc::new(Runner::new(entries, Arc::new(Metrics::new(None, "kubernary", &[]))));
+        let recorder = Arc::new(Recorder::default());
+        let runner = Arc::new(Runner::new(entries, vec![recorder.clone()]));
         let hammers: Vec<_> = (0..8)
             .map(|n| {
                 let (runner, entry) = (runner.clone(), entry.clone());
@@ -645,14 +662,14 @@ mod tests {
         let last = *seen.keys().last().unwrap();
         let latest = entry.latest().unwrap();
         assert_eq!(latest.notes, vec![("run", last.into())], "the latest result is the last run's");
-        let success =
-            format!("kubernary_check_success{{check=\"t\",kind=\"test\"}} {}\n", u8::from(last % 2 == 0));
-        assert!(runner.metrics().prometheus.render().contains(&success), "the gauge says what /health says");
+        // The sinks were handed every run once, in the order they ran.
+        let told: Vec<u64> = recorder.records().iter().map(|r| r.notes[0].1.as_u64().unwrap()).collect();
+        assert_eq!(told, (1..=last).collect::<Vec<_>>(), "the sinks saw the runs in order");
     }
 
     #[test]
     fn a_panicking_check_fails_as_internal_and_the_worker_lives_on() {
-        let (runner, entry) = runner(Box::new(Panics), Duration::from_secs(5));
+        let (runner, entry, _) = runner(Box::new(Panics), Duration::from_secs(5));
         for _ in 0..3 {
             let failure = runner.start(&entry).wait().result.unwrap_err();
             assert_eq!(failure.reason, Reason::Internal);
