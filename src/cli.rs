@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::checks::settings::parse_bool;
+use crate::boolean::parse_bool;
 use crate::duration;
 
 /// Checks whether your Kubernetes cluster works.
