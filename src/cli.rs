@@ -13,7 +13,7 @@ use crate::duration;
 /// Checks whether your Kubernetes cluster works.
 #[derive(FromArgs, Debug, Default)]
 #[argh(
-    note = "`kubernary probe [<url>]` probes a running kubernary over HTTP, for container health checks; see `kubernary probe --help`."
+    note = "`kubernary probe [<url>]` probes a running kubernary over HTTP, for container health checks; see `kubernary probe --help`.\n--help-long and --help-man print this help too, as they did in the Go original (kingpin)."
 )]
 pub struct Args {
     /// don't send statsd stats [env KUBERNARY_NO_STATS]
@@ -104,7 +104,12 @@ const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", 
 
 /// Parses `argv` (without the program name) against `env`.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
-    let (argv, off) = split_equals(argv)?;
+    // kingpin's other help flags, which scripts written for the Go original pass.
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| if a == "--help-long" || a == "--help-man" { "--help".to_string() } else { a.clone() })
+        .collect();
+    let (argv, off) = split_equals(&argv)?;
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match Args::from_args(&["kubernary"], &refs) {
         Ok(args) => args,
