@@ -104,6 +104,13 @@ const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", 
 
 /// Parses `argv` (without the program name) against `env`.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
+    // The Go original's image had no ENTRYPOINT, so its users ran
+    // `docker run negz/kubernary /kubernary/kubernary ...`; against ours
+    // (ENTRYPOINT /kubernary/kubernary) that path arrives as an argument.
+    let argv = match argv.split_first() {
+        Some((first, rest)) if names_this_program(first) => rest,
+        _ => argv,
+    };
     // kingpin's other help flags, which scripts written for the Go original pass.
     let argv: Vec<String> = argv
         .iter()
@@ -124,6 +131,16 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Op
         return Err(Exit::Version);
     }
     resolve(args, &off, env).map_err(Exit::Error)
+}
+
+/// Whether `arg` is this program's own path: the image's `/kubernary/kubernary`,
+/// or any path to the running executable.
+fn names_this_program(arg: &str) -> bool {
+    if arg == "/kubernary/kubernary" {
+        return true;
+    }
+    let own = std::env::current_exe().and_then(std::fs::canonicalize);
+    arg.contains('/') && matches!((std::fs::canonicalize(arg), own), (Ok(a), Ok(b)) if a == b)
 }
 
 /// `--listen=:10002` becomes `--listen :10002`; `--debug=true` becomes
