@@ -137,7 +137,7 @@ mod graph {
         ("checks", &["checks", "aws", "client", "contract", "tls", "duration", "clock", "boolean"]),
         ("runs", &["contract", "record", "pool", "verdict", "duration"]),
         ("cli", &["boolean", "duration"]),
-        ("config", &["checks", "runs", "tls", "duration"]),
+        ("config", &["checks", "cli", "runs", "tls", "duration"]),
     ];
 
     /// `crate::x` and `crate::{x, y::z}` in a file: the x and y.
