@@ -403,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_defaults() {
+    fn the_go_originals_defaults() {
         let o = parse_with(&["statsd:8125"], &[]).unwrap();
         assert_eq!(o.statsd.as_deref(), Some("statsd:8125"));
         assert_eq!(o.close_after, Duration::from_secs(60));
@@ -572,7 +572,7 @@ mod tests {
     }
 
     #[test]
-    fn help_reads_like_the_seed() {
+    fn help_reads_like_the_go_original() {
         let Err(Exit::Help(text)) = parse_with(&["--help"], &[]) else { panic!("no help") };
         for needle in [
             "--no-stats",

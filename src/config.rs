@@ -16,7 +16,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub fn checks(env: &HashMap<String, String>) -> Result<Vec<Arc<Entry>>, String> {
     let list = match env.get("KUBERNARY_CHECKS").map(|v| v.trim()).filter(|v| !v.is_empty()) {
         Some(list) => list.to_string(),
-        // The seed ran its S3 check whenever a bucket was given.
+        // The Go original ran its S3 check whenever a bucket was given.
         None if env.get("KUBERNARY_S3_BUCKET").is_some_and(|b| !b.trim().is_empty()) => "s3".to_string(),
         None => {
             return Err(format!(
@@ -106,7 +106,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bucket_alone_means_the_seeds_s3_check() {
+    fn a_bucket_alone_means_the_go_originals_s3_check() {
         crate::tls::install_crypto_provider();
         let entries = checks(&env(&[("KUBERNARY_S3_BUCKET", "b")])).unwrap();
         assert_eq!(entries.len(), 1);

@@ -24,7 +24,7 @@ fn usage_error(args: &[&str], envs: &[(&str, &str)], expect: &str) {
 }
 
 #[test]
-fn help_reads_like_the_seed() {
+fn help_reads_like_the_go_original() {
     let (code, _, stdout) = run(&["--help"], &[]);
     assert_eq!(code, 0);
     for needle in [

@@ -1,4 +1,4 @@
-//! A check's settings: `KUBERNARY_<NAME>_<KEY>` variables, the seed's
+//! A check's settings: `KUBERNARY_<NAME>_<KEY>` variables, the Go original's
 //! `CheckConfigFromEnv` pattern. Errors name the variable to fix.
 
 use std::cell::RefCell;
