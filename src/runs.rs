@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use log::{debug, info, warn};
+use log::{debug, warn};
 
 use crate::contract::{Attempt, Check, Failure, Reason};
 use crate::duration::Go;
@@ -118,17 +118,7 @@ impl Entry {
     /// Metrics and the log line for a result.
     fn report(&self, metrics: &Metrics, outcome: &Outcome) {
         metrics.record(self, outcome);
-        let took = Millis(outcome.duration);
-        match &outcome.result {
-            Ok(()) => info!("check {} passed in {took}", self.name),
-            Err(f) => warn!("check {} failed ({}) in {took}: {}", self.name, f.reason, f.message),
-        }
-        for (key, value) in &outcome.notes {
-            match value {
-                serde_json::Value::String(text) => debug!("check {}: {key}={text}", self.name),
-                other => debug!("check {}: {key}={other}", self.name),
-            }
-        }
+        crate::logging::run(&self.name, &self.kind, outcome);
     }
 
     fn current(&self) -> MutexGuard<'_, Option<Arc<Run>>> {
