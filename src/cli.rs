@@ -43,6 +43,14 @@ pub struct Args {
     #[argh(option)]
     pub kill_after: Option<String>,
 
+    /// how to write log lines: text or json (one object per line) (default text) [env KUBERNARY_LOG_FORMAT]
+    #[argh(option)]
+    pub log_format: Option<String>,
+
+    /// log every answered request at INFO (by default they are debug lines) [env KUBERNARY_ACCESS_LOG]
+    #[argh(switch)]
+    pub access_log: bool,
+
     /// turn off the /quitquitquit endpoint [env KUBERNARY_NO_QUITQUITQUIT]
     #[argh(switch)]
     pub no_quitquitquit: bool,
@@ -96,6 +104,8 @@ pub struct Options {
     pub cached_health: bool,
     pub http_idle_timeout: Duration,
     pub max_connections: usize,
+    pub log_format: crate::logging::Format,
+    pub access_log: bool,
 }
 
 /// Why the command line ended the program: help text (status 0) or an error
@@ -334,6 +344,10 @@ fn resolve(args: Args, set: &Switches, env: &dyn Fn(&str) -> Option<String>) -> 
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{max_source}: expected a whole number above 0, got {max_text:?}"))?;
+    let access_log = switch(args.access_log, "KUBERNARY_ACCESS_LOG")?;
+    let (format_text, format_source) =
+        option(args.log_format, "--log-format", "KUBERNARY_LOG_FORMAT", "text");
+    let log_format = format_text.parse().map_err(|e| format!("{format_source}: {e}"))?;
     Ok(Options {
         statsd,
         listen,
@@ -348,6 +362,8 @@ fn resolve(args: Args, set: &Switches, env: &dyn Fn(&str) -> Option<String>) -> 
         cached_health,
         http_idle_timeout,
         max_connections,
+        log_format,
+        access_log,
     })
 }
 
@@ -459,6 +475,7 @@ mod tests {
             "--debug" => o.debug,
             "--no-quitquitquit" => !o.quitquitquit,
             "--cached-health" => o.cached_health,
+            "--access-log" => o.access_log,
             other => {
                 panic!("{other}: a switch this test does not know; say in switch_value how Options shows it")
             }

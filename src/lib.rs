@@ -6,7 +6,7 @@
 //! - [`runs`]: single flight per check, deadlines, settlement (one state per
 //!   check under one lock), and the [`pool`] of workers that runs checks;
 //! - [`record`]: what a settled run tells its sinks ([`metrics`] for statsd
-//!   and Prometheus, the log, the status page's history);
+//!   and Prometheus, [`logging`], the status page's history);
 //! - [`server`]: tiny_http endpoints; `/health` starts or joins runs and
 //!   waits for them, bounded by the checks' timeouts;
 //! - [`shutdown`]: one atomic flag with deadline timers;
@@ -24,8 +24,8 @@
 //! main → daemon → {server, scheduler} → runs → record
 //!          │                              ↘ pool
 //!          ├→ config → {checks, runs}
-//!          ├→ metrics → {prometheus, record}
-//!          └→ cli → boolean
+//!          ├→ {metrics → prometheus, logging} → record   (the sinks)
+//!          └→ cli → {boolean, logging}
 //! checks → {aws → client, client} → contract
 //! leaves:  contract → duration; record → {contract, verdict};
 //!          boolean, duration, verdict, clock, tls
@@ -136,7 +136,7 @@ mod graph {
         ("aws", &["aws", "client", "contract", "tls", "duration", "clock"]),
         ("checks", &["checks", "aws", "client", "contract", "tls", "duration", "clock", "boolean"]),
         ("runs", &["contract", "record", "pool", "verdict", "duration"]),
-        ("cli", &["boolean", "duration"]),
+        ("cli", &["boolean", "duration", "logging"]),
         ("config", &["checks", "cli", "runs", "tls", "duration"]),
     ];
 

@@ -1,6 +1,6 @@
 //! What a settled run tells the rest of the daemon: a plain [`Record`],
-//! handed to every [`Sink`] (statsd and Prometheus in `metrics`, the log
-//! here, the history behind the status page).
+//! handed to every [`Sink`] (statsd and Prometheus in `metrics`, the log in
+//! `logging`, the history behind the status page).
 //!
 //! A leaf beside the contract: sinks depend on it and not on `runs`, and
 //! `runs` settles runs without knowing which sinks there are, so settlement
@@ -9,10 +9,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use log::{debug, info, warn};
-
 use crate::contract::Failure;
-use crate::duration::Millis;
 use crate::verdict::Verdict;
 
 /// One settled run of one check (or one scheduler tick that found the check
@@ -49,24 +46,4 @@ impl Record {
 /// not block (queue, or take a short lock of its own).
 pub trait Sink: Send + Sync {
     fn settled(&self, record: &Record);
-}
-
-/// The log line for each result: passes at info, failures at warn, the
-/// notes at debug. The logger queues lines, so this never blocks.
-pub struct Log;
-
-impl Sink for Log {
-    fn settled(&self, r: &Record) {
-        let took = Millis(r.duration);
-        match &r.result {
-            Ok(()) => info!("check {} passed in {took}", r.check),
-            Err(f) => warn!("check {} failed ({}) in {took}: {}", r.check, f.reason, f.message),
-        }
-        for (key, value) in &r.notes {
-            match value {
-                serde_json::Value::String(text) => debug!("check {}: {key}={text}", r.check),
-                other => debug!("check {}: {key}={other}", r.check),
-            }
-        }
-    }
 }
