@@ -54,6 +54,9 @@ pub struct AwsCredentials {
     pub secret_key: String,
     pub session_token: Option<String>,
     pub source: Source,
+    /// When they expire, as the source wrote it (`Expiration`), if it did:
+    /// for an error that says they have.
+    pub expires: Option<String>,
 }
 
 impl fmt::Debug for AwsCredentials {
@@ -134,6 +137,7 @@ fn from_env(_: &ureq::Agent, env: &dyn Env, _: &Attempt) -> Result<Answer, Failu
             secret_key,
             session_token: env.var("AWS_SESSION_TOKEN"),
             source: Source::Env,
+            expires: None,
         })),
         (None, None) => Ok(Answer::Absent("AWS_ACCESS_KEY_ID not set".into())),
         (Some(_), None) => Err(Failure::new(
@@ -187,6 +191,7 @@ fn from_profile(_: &ureq::Agent, env: &dyn Env, _: &Attempt) -> Result<Answer, F
                     secret_key: secret.clone(),
                     session_token: values.get("aws_session_token").cloned(),
                     source: Source::Profile,
+                    expires: None,
                 }))
             }
             _ if values.contains_key("role_arn") || values.contains_key("credential_process") => {
@@ -307,6 +312,7 @@ fn from_web_identity(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> R
         secret_key: field("SecretAccessKey")?,
         session_token: Some(field("SessionToken")?),
         source: Source::WebIdentity,
+        expires: xml_text(&reply.body, "Expiration").filter(|e| !e.is_empty()),
     }))
 }
 
@@ -395,6 +401,7 @@ fn json_credentials(body: &str, what: &str, source: Source) -> Result<AwsCredent
             secret_key,
             session_token: field("Token").or_else(|| field("SessionToken")),
             source,
+            expires: field("Expiration"),
         }),
         _ => Err(Failure::new(
             Reason::Credentials,

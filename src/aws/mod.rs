@@ -2,7 +2,9 @@
 //! code: the credential chain, SigV4 signing and the few XML fields we read.
 
 pub mod credentials;
+pub mod errors;
 pub mod sigv4;
+pub mod time;
 
 pub use credentials::{AwsCredentials, Source};
 
