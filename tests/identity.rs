@@ -337,3 +337,76 @@ fn bad_configuration_exits_2_naming_the_variable() {
         );
     }
 }
+
+/// A daemon whose `id` check asks `server` for its identity with keys from
+/// the environment (with a session token: temporary credentials).
+fn sts_daemon(server: &support::WebServer) -> Daemon {
+    let url = server.base_url();
+    Daemon::start(
+        &["--no-stats"],
+        &[
+            ("KUBERNARY_CHECKS", "id=identity"),
+            ("KUBERNARY_ID_ENDPOINT", url.as_str()),
+            ("KUBERNARY_ID_TIMEOUT", TIMEOUT),
+            ("AWS_ACCESS_KEY_ID", "ASIAKUBERNARYTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "session-token-xyz"),
+        ],
+    )
+}
+
+fn sts_failure(daemon: &Daemon) -> (String, String) {
+    let (status, body) = daemon.json("/health/id");
+    assert_eq!(status, 503, "{body}");
+    (body["id"]["reason"].as_str().unwrap().into(), body["id"]["error"].as_str().unwrap().into())
+}
+
+#[test]
+fn an_expired_signature_at_sts_is_clock_skew_by_how_much() {
+    let server = support::WebServer::start();
+    // STS's clock 7 minutes ahead of ours: our signature is "expired".
+    let now = std::time::SystemTime::now();
+    let theirs = now + Duration::from_secs(7 * 60);
+    let message = format!(
+        "Signature expired: {} is now earlier than {} ({} - 5 min.)",
+        support::aws::amz_date(now),
+        support::aws::amz_date(theirs - Duration::from_secs(5 * 60)),
+        support::aws::amz_date(theirs)
+    );
+    let date = support::aws::http_date(theirs);
+    server.route("/", support::aws::sts_error(403, "SignatureDoesNotMatch", &message, &[("Date", &date)]));
+    let daemon = sts_daemon(&server);
+    let (reason, error) = sts_failure(&daemon);
+    assert_eq!(reason, "clock_skew", "{error}");
+    // Whole seconds: 6m59s or 7m0s, by when the answer is read.
+    assert!(
+        error.contains("this node's clock is 6m5") || error.contains("this node's clock is 7m0s"),
+        "{error}"
+    );
+    assert!(error.contains("behind STS's"), "{error}");
+    assert!(error.contains("403 SignatureDoesNotMatch: Signature expired"), "{error}");
+}
+
+#[test]
+fn an_expired_token_at_sts_names_the_source() {
+    let server = support::WebServer::start();
+    server.route(
+        "/",
+        support::aws::sts_error(
+            403,
+            "ExpiredToken",
+            "The security token included in the request is expired",
+            &[],
+        ),
+    );
+    let daemon = sts_daemon(&server);
+    let (reason, error) = sts_failure(&daemon);
+    assert_eq!(reason, "credentials", "{error}");
+    assert!(
+        error.contains(
+            "the credentials from env expired: AWS_SESSION_TOKEN in the environment is never renewed"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("session-token-xyz"), "the token leaked: {error}");
+}

@@ -45,6 +45,7 @@ pub fn describe_error(status: u16, body: &str) -> String {
 
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
+        301 => "Moved Permanently",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

@@ -156,9 +156,28 @@ impl Check for S3 {
             .map_err(|e| Failure::new(Reason::Internal, e.to_string()))?;
         // rust-s3's request rather than get_object_to_writer, which keeps
         // the answer's headers (Date, x-amz-bucket-region) to itself.
-        let mut response = AttoRequest::new(&bucket, &self.key, Command::GetObject)
+        let call = Call {
+            service: Service::S3,
+            what: &what,
+            region: &self.region,
+            region_var: &self.vars[2],
+            credentials: &creds,
+            object: Some(Object {
+                bucket: &self.bucket,
+                key: &self.key,
+                bucket_var: &self.vars[0],
+                key_var: &self.vars[1],
+            }),
+        };
+        let mut response = match AttoRequest::new(&bucket, &self.key, Command::GetObject)
             .and_then(|request| request.response())
-            .map_err(|e| s3_error(&what, e, attempt))?;
+        {
+            Ok(response) => response,
+            Err(e) if is_redirect_without_location(&e) => {
+                return Err(self.redirected(&call, &bucket.url(), attempt));
+            }
+            Err(e) => return Err(s3_error(&what, e, attempt)),
+        };
         let status = response.status().as_u16();
         let header =
             |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -176,23 +195,35 @@ impl Check for S3 {
             };
         }
         let body = String::from_utf8_lossy(&sink.head);
-        let call = Call {
-            service: Service::S3,
-            what: &what,
-            region: &self.region,
-            region_var: &self.vars[2],
-            credentials: &creds,
-            object: Some(Object {
-                bucket: &self.bucket,
-                key: &self.key,
-                bucket_var: &self.vars[0],
-                key_var: &self.vars[1],
-            }),
-        };
         let answer =
             Answer { status, date: date.as_deref(), bucket_region: bucket_region.as_deref(), body: &body };
         Err(errors::explain(&call, &answer, SystemTime::now()))
     }
+}
+
+impl S3 {
+    /// S3 answers a request at the wrong region's endpoint with `301
+    /// PermanentRedirect` and no `Location`, which attohttpc (following
+    /// redirects, unconfigurably, inside rust-s3) turns into an error that
+    /// keeps neither headers nor body. HEAD of the bucket, as the SDKs find
+    /// a bucket's region, gets `x-amz-bucket-region` whatever the answer.
+    fn redirected(&self, call: &Call, bucket_url: &str, attempt: &Attempt) -> Failure {
+        let region = attempt.remaining().ok().and_then(|left| {
+            let response =
+                self.agent.head(bucket_url).config().timeout_global(Some(left)).build().call().ok()?;
+            let region = response.headers().get("x-amz-bucket-region")?.to_str().ok()?;
+            Some(region.to_string())
+        });
+        let answer = Answer { status: 301, date: None, bucket_region: region.as_deref(), body: "" };
+        errors::explain(call, &answer, SystemTime::now())
+    }
+}
+
+fn is_redirect_without_location(err: &S3Error) -> bool {
+    matches!(err, S3Error::Atto(e) if matches!(
+        e.kind(),
+        attohttpc::ErrorKind::InvalidResponse(attohttpc::InvalidResponseKind::LocationHeader)
+    ))
 }
 
 /// Where a download goes: the first 4 KiB are kept (an error document), the
