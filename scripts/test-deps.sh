@@ -101,5 +101,20 @@ install_moto() {
   echo "moto $MOTO_VERSION: installed at $dir"
 }
 
+# podman builds the container image in tests/container.rs (Debian's builds a
+# FROM scratch image offline, with vfs storage and chroot isolation). Needs
+# root and apt-get; elsewhere that test says it skips.
+install_podman() {
+  if command -v podman >/dev/null 2>&1; then
+    echo "podman: already present ($(podman --version))"
+  elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q -o DPkg::Lock::Timeout=600 podman >/dev/null
+    echo "podman: installed ($(podman --version))"
+  else
+    echo "podman: not installed (needs root and apt-get); the image build test will skip"
+  fi
+}
+
 install_rclone
 install_moto
+install_podman

@@ -13,7 +13,7 @@ use crate::duration;
 /// Checks whether your Kubernetes cluster works.
 #[derive(FromArgs, Debug, Default)]
 #[argh(
-    note = "`kubernary probe [<url>]` probes a running kubernary over HTTP, for container health checks; see `kubernary probe --help`."
+    note = "`kubernary probe [<url>]` probes a running kubernary over HTTP, for container health checks; see `kubernary probe --help`.\n--help-long and --help-man print this help too, as they did in the Go original (kingpin)."
 )]
 pub struct Args {
     /// don't send statsd stats [env KUBERNARY_NO_STATS]
@@ -114,7 +114,19 @@ const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", 
 
 /// Parses `argv` (without the program name) against `env`.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
-    let (argv, off) = split_equals(argv)?;
+    // The Go original's image had no ENTRYPOINT, so its users ran
+    // `docker run negz/kubernary /kubernary/kubernary ...`; against ours
+    // (ENTRYPOINT /kubernary/kubernary) that path arrives as an argument.
+    let argv = match argv.split_first() {
+        Some((first, rest)) if names_this_program(first) => rest,
+        _ => argv,
+    };
+    // kingpin's other help flags, which scripts written for the Go original pass.
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| if a == "--help-long" || a == "--help-man" { "--help".to_string() } else { a.clone() })
+        .collect();
+    let (argv, off) = split_equals(&argv)?;
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match Args::from_args(&["kubernary"], &refs) {
         Ok(args) => args,
@@ -129,6 +141,16 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Op
         return Err(Exit::Version);
     }
     resolve(args, &off, env).map_err(Exit::Error)
+}
+
+/// Whether `arg` is this program's own path: the image's `/kubernary/kubernary`,
+/// or any path to the running executable.
+fn names_this_program(arg: &str) -> bool {
+    if arg == "/kubernary/kubernary" {
+        return true;
+    }
+    let own = std::env::current_exe().and_then(std::fs::canonicalize);
+    arg.contains('/') && matches!((std::fs::canonicalize(arg), own), (Ok(a), Ok(b)) if a == b)
 }
 
 /// `--listen=:10002` becomes `--listen :10002`; `--debug=true` becomes
