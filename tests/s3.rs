@@ -415,3 +415,69 @@ fn a_missing_bucket_is_told_from_a_missing_key() {
     assert!(bucket.contains("bucket no-such-bucket does not exist: check KUBERNARY_GONE_BUCKET"), "{bucket}");
     assert!(bucket.contains("404 NoSuchBucket"), "{bucket}");
 }
+
+/// Addressing as the AWS SDKs do, end to end: no `ENDPOINT`, so the check
+/// goes to `s3.us-east-1.amazonaws.com` over TLS; those names point at a
+/// loopback server through a private /etc/hosts (a mount namespace of the
+/// daemon's own), whose certificate, from a test CA trusted through
+/// SSL_CERT_FILE, names `s3.us-east-1.amazonaws.com` and
+/// `*.s3.us-east-1.amazonaws.com` as AWS's does. A dotted bucket must then
+/// be read by path (a virtual host `my.dotted.bucket.s3.…` is outside the
+/// wildcard), and a plain one by virtual host.
+#[test]
+fn buckets_are_addressed_as_the_sdks_do_through_aws_names() {
+    let ca = TestCa::for_names(&["s3.us-east-1.amazonaws.com", "*.s3.us-east-1.amazonaws.com"]);
+    // Port 443 on a loopback address of its own, so that nothing else on
+    // the machine (another test, another helper) holds it.
+    let ip = format!("127.77.{}.{}", std::process::id() % 250 + 1, std::process::id() / 250 % 250 + 1);
+    let server = match std::net::TcpListener::bind((ip.as_str(), 443)) {
+        Ok(probe) => {
+            drop(probe);
+            WebServer::start_on(&format!("{ip}:443"), Some(&ca))
+        }
+        Err(e) => {
+            eprintln!("SKIPPED (cannot listen on {ip}:443: {e})");
+            return;
+        }
+    };
+    server.set("/my.dotted.bucket/check", 200, "ok\n");
+    server.set("/check", 200, "ok\n");
+    let hosts = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        hosts.path(),
+        format!(
+            "127.0.0.1 localhost\n{ip} s3.us-east-1.amazonaws.com\n{ip} canary-bucket.s3.us-east-1.amazonaws.com\n{ip} my.dotted.bucket.s3.us-east-1.amazonaws.com\n"
+        ),
+    )
+    .unwrap();
+    let ca_file = ca.ca_path().display().to_string();
+    let env = [
+        ("KUBERNARY_CHECKS", "dotted=s3,plain=s3,forced=s3"),
+        ("KUBERNARY_DOTTED_BUCKET", "my.dotted.bucket"),
+        ("KUBERNARY_PLAIN_BUCKET", "canary-bucket"),
+        // Virtual hosts forced on a dotted name: what the fallback avoids.
+        ("KUBERNARY_FORCED_BUCKET", "my.dotted.bucket"),
+        ("KUBERNARY_FORCED_PATH_STYLE", "false"),
+        ("SSL_CERT_FILE", ca_file.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIAKUBERNARYTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ];
+    let Some(daemon) = Daemon::start_with_hosts(hosts.path(), &["--no-stats"], &env) else { return };
+    let (_, body) = daemon.json("/health");
+    assert_eq!(body["dotted"]["ok"], true, "{body}");
+    assert_eq!(body["plain"]["ok"], true, "{body}");
+    assert_eq!(body["forced"]["reason"], "tls", "{body}");
+    let seen: Vec<(String, String)> = server
+        .requests()
+        .iter()
+        .map(|r| (r.header("host").unwrap_or("").to_string(), r.path.clone()))
+        .collect();
+    let pair = |h: &str, p: &str| (h.to_string(), p.to_string());
+    assert!(seen.contains(&pair("s3.us-east-1.amazonaws.com", "/my.dotted.bucket/check")), "{seen:?}");
+    assert!(seen.contains(&pair("canary-bucket.s3.us-east-1.amazonaws.com", "/check")), "{seen:?}");
+    let error = body["forced"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("my.dotted.bucket.s3.us-east-1.amazonaws.com") || error.contains("TLS"),
+        "{error}"
+    );
+}
