@@ -256,3 +256,26 @@ fn a_log_format_that_is_not_text_or_json_is_bad_input() {
         assert!(logs.contains(want), "want {want:?} in {logs}");
     }
 }
+
+/// docs/operations.md says what every reason means and what to do about it,
+/// and names every event kind the JSON log writes.
+#[test]
+fn every_reason_and_event_is_in_the_operations_guide() {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
+    let words = kubernary::contract::Reason::ALL.iter().map(|r| r.as_str());
+    for word in words.chain(["stale", "recovering"]) {
+        assert!(
+            guide.contains(&format!("\n### `{word}`\n")),
+            "docs/operations.md: no section for reason {word}"
+        );
+    }
+    for event in ["start", "state", "run", "request"] {
+        assert!(
+            guide.contains(&format!("| `{event}` |")),
+            "docs/operations.md: event {event} not in the table"
+        );
+    }
+    for flag in ["--log-format", "KUBERNARY_LOG_FORMAT", "--access-log", "KUBERNARY_ACCESS_LOG"] {
+        assert!(guide.contains(flag), "docs/operations.md: {flag}");
+    }
+}
