@@ -1,4 +1,4 @@
-//! The seed's check, end to end: the real binary against `rclone serve s3`
+//! The Go original's check, end to end: the real binary against `rclone serve s3`
 //! (which checks SigV4 signatures) on loopback, statsd on a real UDP socket.
 
 mod support;

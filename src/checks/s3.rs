@@ -1,5 +1,12 @@
-//! `s3`: GetObject of `BUCKET`/`KEY`, the seed's check. It proves that the
-//! pod's identity (IRSA, Pod Identity, kube2iam, ...) can read from S3.
+//! `s3`: GetObject of `BUCKET`/`KEY`, the Go original's check. It proves
+//! that the pod's identity (IRSA, Pod Identity, kube2iam, ...) can read from
+//! S3.
+//!
+//! Addressed as the AWS SDKs do: AWS's regional endpoint, the bucket as a
+//! virtual host (`canary.s3.us-east-1.amazonaws.com`) unless its name cannot
+//! be one (dots, capitals, underscores: then by path), or `ENDPOINT`,
+//! `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` by path; `PATH_STYLE` decides
+//! instead when set. Error answers are explained by `aws::errors`.
 
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
