@@ -48,13 +48,13 @@ pub trait Sink: Send + Sync {
     fn settled(&self, record: &Record);
 }
 
-/// The log lines for each result (see `logging::run`: failures and changes
-/// of state; passes and notes at debug). The logger queues lines, so this
-/// never blocks.
+/// The log lines for each result (see `logging::run`): failures and changes
+/// of state at the default level, passes at debug. The logger queues lines,
+/// so this never blocks.
 pub struct Log;
 
 impl Sink for Log {
-    fn settled(&self, r: &Record) {
-        crate::logging::run(r);
+    fn settled(&self, record: &Record) {
+        crate::logging::run(record);
     }
 }
