@@ -410,3 +410,51 @@ fn an_expired_token_at_sts_names_the_source() {
     );
     assert!(!error.contains("session-token-xyz"), "the token leaked: {error}");
 }
+
+/// IRSA's own failures, as STS answers AssumeRoleWithWebIdentity: each
+/// error says what to fix in the set-up, and never shows the token.
+#[test]
+fn web_identity_failures_say_what_to_fix() {
+    let server = support::WebServer::start();
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "eyJhbGciOiJSUzI1NiJ9.projected-token.sig").unwrap();
+    let token_path = token.path().display().to_string();
+    let url = server.base_url();
+    let daemon = Daemon::start(
+        &["--no-stats"],
+        &[
+            ("KUBERNARY_CHECKS", "id=identity"),
+            ("KUBERNARY_ID_TIMEOUT", TIMEOUT),
+            // STS for both the credentials and the check.
+            ("AWS_ENDPOINT_URL_STS", url.as_str()),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_path.as_str()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/canary"),
+        ],
+    );
+    let cases = [
+        (
+            "ExpiredTokenException",
+            "Token expired: current date/time 1795453310 must be before the expiration date/time 1795449710",
+            format!("the service-account token in {token_path} has expired"),
+        ),
+        (
+            "InvalidIdentityToken",
+            "No OpenIDConnect provider found in your account for https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE",
+            "create the cluster's IAM OIDC identity provider".to_string(),
+        ),
+        (
+            "AccessDenied",
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+            "the role's trust policy does not admit this service account".to_string(),
+        ),
+    ];
+    for (code, message, want) in cases {
+        let status = if code == "AccessDenied" { 403 } else { 400 };
+        server.route("/", support::aws::sts_error(status, code, message, &[]));
+        let (reason, error) = sts_failure(&daemon);
+        assert_eq!(reason, "credentials", "{error}");
+        assert!(error.contains(&want), "{code}: want {want:?} in {error}");
+        assert!(error.contains(&format!("{status} {code}: {message}")), "{error}");
+        assert!(!error.contains("projected-token"), "the token leaked: {error}");
+    }
+}

@@ -298,10 +298,12 @@ fn from_web_identity(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> R
         attempt,
     )?;
     if reply.status != 200 {
-        return Err(Failure::new(
-            Reason::Credentials,
-            format!("{what}: {}", describe_error(reply.status, &reply.body)),
-        ));
+        let raw = describe_error(reply.status, &reply.body);
+        let message = match web_identity_advice(&reply.body, &token_file) {
+            Some(advice) => format!("{what}: {advice} ({raw})"),
+            None => format!("{what}: {raw}"),
+        };
+        return Err(Failure::new(Reason::Credentials, message));
     }
     let field = |tag: &str| {
         xml_text(&reply.body, tag)
@@ -314,6 +316,20 @@ fn from_web_identity(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> R
         source: Source::WebIdentity,
         expires: xml_text(&reply.body, "Expiration").filter(|e| !e.is_empty()),
     }))
+}
+
+/// What to do about the errors IRSA set-ups meet at AssumeRoleWithWebIdentity.
+fn web_identity_advice(body: &str, token_file: &str) -> Option<String> {
+    let code = xml_text(body, "Code")?;
+    let advice = match code.as_str() {
+        "ExpiredTokenException" => format!(
+            "the service-account token in {token_file} has expired: the kubelet renews a projected token, so mount it as a projected volume (as the EKS pod identity webhook does), and check the node's clock"
+        ),
+        "InvalidIdentityToken" => "STS does not trust the token's issuer: create the cluster's IAM OIDC identity provider, with the URL of the token's `iss`".to_string(),
+        "AccessDenied" => "the role's trust policy does not admit this service account: its condition on `<issuer>:sub` must name system:serviceaccount:<namespace>:<service account>, and `<issuer>:aud` sts.amazonaws.com".to_string(),
+        _ => return None,
+    };
+    Some(advice)
 }
 
 fn from_container(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Result<Answer, Failure> {
