@@ -230,11 +230,27 @@ fn a_thousand_probes_log_no_request_line_by_default() {
             requests.first()
         );
         assert!(logs.len() < 10, "{format}: a healthy daemon says little, said:\n{}", logs.join("\n"));
+        eprintln!("FIGURE logs {format}: {} lines for a start and 1000 probes", logs.len());
     }
     let d = daemon_every(&server, "1h", &["--access-log"]);
     probe(&d);
     let count = || d.logs().iter().filter(|l| l.contains("[INFO] GET /")).count();
     assert!(eventually(Duration::from_secs(10), || count() == 1000), "{} of 1000 request lines", count());
+    eprintln!("FIGURE logs --access-log: {} lines for a start and 1000 probes", d.logs().len());
+
+    // `--access-log=false` on the command line beats the variable.
+    let url = server.url("/ok");
+    let env =
+        [("KUBERNARY_ACCESS_LOG", "true"), ("KUBERNARY_CHECKS", "web=http"), ("KUBERNARY_WEB_URL", &url)];
+    let off = Daemon::start(&["--no-stats", "--access-log=false"], &env);
+    let on = Daemon::start(&["--no-stats"], &env);
+    assert_eq!(off.get("/livez").status, 200);
+    assert_eq!(on.get("/livez").status, 200);
+    assert!(
+        on.wait_for_log("[INFO] GET /livez from ", Duration::from_secs(10)),
+        "the variable alone turns it on"
+    );
+    assert!(!off.logs().iter().any(|l| l.contains("GET /livez")), "{:#?}", off.logs());
 }
 
 #[test]
@@ -275,7 +291,7 @@ fn every_reason_and_event_is_in_the_operations_guide() {
             "docs/operations.md: no section for reason {word}"
         );
     }
-    for event in ["start", "state", "run", "request"] {
+    for event in ["start", "state", "run", "note", "request"] {
         assert!(
             guide.contains(&format!("| `{event}` |")),
             "docs/operations.md: event {event} not in the table"

@@ -70,10 +70,12 @@ pub fn run(record: &Record) {
         }
     }
     for (key, value) in &record.notes {
-        match value {
-            serde_json::Value::String(text) => debug!("check {name}: {key}={text}"),
-            other => debug!("check {name}: {key}={other}"),
-        }
+        let text = match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        let note: &str = key;
+        debug!(event = "note", check = name, note = note, value = text.as_str(); "check {name}: {key}={text}");
     }
     let ok = record.verdict.ok;
     let started = record.finished.checked_sub(record.duration).unwrap_or(record.finished);
