@@ -24,6 +24,7 @@ pub mod config;
 pub mod contract;
 pub mod daemon;
 pub mod duration;
+pub mod history;
 pub mod logging;
 pub mod metrics;
 pub mod pool;
@@ -34,6 +35,7 @@ pub mod runs;
 pub mod scheduler;
 pub mod server;
 pub mod shutdown;
+pub mod status;
 pub mod tls;
 pub mod verdict;
 

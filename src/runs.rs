@@ -113,6 +113,7 @@ impl Entry {
             self.tally.lock().unwrap_or_else(|e| e.into_inner()).observe(outcome.ok(), outcome.finished);
         outcome.verdict = Some(verdict);
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome.clone());
+        crate::history::record(&self.name, outcome);
     }
 
     /// Metrics and the log line for a result.
