@@ -258,7 +258,7 @@ impl Card<'_> {
 }
 
 /// Run durations as a line, scaled to the slowest kept run; failed runs
-/// are marked with a dot so a fast failure is not mistaken for health.
+/// are marked with a red dot so a fast failure is not mistaken for health.
 fn sparkline(w: &mut String, samples: &[Sample]) {
     if samples.is_empty() {
         return;
@@ -290,9 +290,11 @@ fn sparkline(w: &mut String, samples: &[Sample]) {
         Millis(Duration::from_micros(u64::from(max))),
         points.join(" ")
     );
+    // A zero-length path with a round cap and a stroke that ignores the
+    // stretching is a dot that stays round at any width.
     for (i, s) in samples.iter().enumerate().filter(|(_, s)| !s.ok()) {
         let (x, y) = point(i, s);
-        let _ = write!(w, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2\"/>");
+        let _ = write!(w, "<path class=\"failed\" d=\"M{x:.1},{y:.1}h0\"/>");
     }
     let _ = write!(
         w,
@@ -365,7 +367,7 @@ dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}\
 .cell.ok{background:var(--ok)}.cell.fail{background:var(--fail)}.cell.timeout{background:var(--timeout)}\
 .spark{display:block;width:100%;height:36px;margin-top:6px}\
 .spark polyline{fill:none;stroke:var(--muted);stroke-width:1.5;vector-effect:non-scaling-stroke}\
-.spark circle{fill:var(--fail)}\
+.spark .failed{stroke:var(--fail);stroke-width:5;stroke-linecap:round;vector-effect:non-scaling-stroke}\
 ";
 
 #[cfg(test)]
@@ -433,7 +435,11 @@ mod tests {
         assert!(html.contains("<li class=\"cell ok\" title=\"2026-11-18T"), "{html}");
         assert!(html.contains("<li class=\"cell timeout\" title=\""), "{html}");
         assert!(html.contains("\u{b7} 1.2ms \u{b7} connect\"></li>"), "{html}");
-        assert_eq!(html.matches("<circle ").count(), 2, "failed runs are marked on the sparkline");
+        assert_eq!(
+            html.matches("<path class=\"failed\"").count(),
+            2,
+            "failed runs are marked on the sparkline"
+        );
     }
 
     /// Fails as a refused connection would, noting who it ran as.
