@@ -1,6 +1,6 @@
 //! The recent results of each check, for the status page and
 //! `/health?history=true`: a bounded ring of the last [`CAPACITY`] settled
-//! runs per check, fed from where runs settle.
+//! runs per check, fed as a [`Sink`] of settled runs ([`Recorder`]).
 //!
 //! A result is a 16-byte [`Sample`] (when, how long, why it failed), so the
 //! whole history of a check is under 1 KiB, allocated once at its first
@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::clock::rfc3339;
 use crate::contract::Reason;
-use crate::runs::Outcome;
+use crate::record::{Record, Sink};
 
 /// Results kept per check: half an hour at the default 30s interval, and
 /// one strip of cells on the status page.
@@ -36,11 +36,11 @@ pub struct Sample {
 }
 
 impl Sample {
-    pub fn of(outcome: &Outcome) -> Sample {
+    pub fn of(record: &Record) -> Sample {
         Sample {
-            at_ms: outcome.finished.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
-            micros: outcome.duration.as_micros().min(u32::MAX as u128) as u32,
-            reason: outcome.result.as_ref().err().map(|f| f.reason),
+            at_ms: record.finished.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            micros: record.duration.as_micros().min(u32::MAX as u128) as u32,
+            reason: record.result.as_ref().err().map(|f| f.reason),
         }
     }
 
@@ -171,9 +171,14 @@ pub fn global() -> &'static History {
     &GLOBAL
 }
 
-/// Keeps a settled run in the daemon's history: the call `runs` makes.
-pub fn record(check: &str, outcome: &Outcome) {
-    GLOBAL.record(check, Sample::of(outcome));
+/// The sink that keeps settled runs in the daemon's history. It takes one
+/// short lock and allocates only at a check's first result, as a sink must.
+pub struct Recorder;
+
+impl Sink for Recorder {
+    fn settled(&self, record: &Record) {
+        GLOBAL.record(&record.check, Sample::of(record));
+    }
 }
 
 fn wants_history(query: &str) -> bool {

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{rfc3339, utc};
-use crate::duration::Go;
+use crate::duration::{Go, Millis};
 use crate::history::{History, Recent, Sample, CAPACITY};
-use crate::runs::{Entry, Millis, Outcome, Runner};
+use crate::runs::{Entry, Outcome, Runner};
 
 /// Seconds between the page's own reloads: a few, so a port-forwarded tab
 /// follows a check going red without anyone pressing reload.
@@ -467,8 +467,7 @@ mod tests {
             pass_after: 1,
         };
         let entry = Arc::new(Entry::new(spec, Box::new(Refused)));
-        let metrics = Arc::new(crate::metrics::Metrics::new(None, "kubernary", &[]));
-        let runner = Runner::new(vec![entry.clone()], metrics);
+        let runner = Runner::new(vec![entry.clone()], vec![Arc::new(crate::history::Recorder)]);
         assert!(!runner.start(&entry).wait().ok());
         let now = SystemTime::now() + Duration::from_secs(252);
         let html = page(runner.entries(), crate::history::global(), now, false);
