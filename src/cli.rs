@@ -100,7 +100,8 @@ pub enum Exit {
     Error(String),
 }
 
-const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--version"];
+const SWITCHES: &[&str] =
+    &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--cached-health", "--version"];
 
 /// Parses `argv` (without the program name) against `env`.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
@@ -170,6 +171,13 @@ fn split_equals(argv: &[String]) -> Result<(Vec<String>, Vec<String>), Exit> {
                     out.push(flag.to_string());
                     out.push(value.to_string());
                 }
+            }
+            // kingpin's negation of a switch: `--no-debug` is `--debug=false`.
+            None if arg
+                .strip_prefix("--no-")
+                .is_some_and(|s| SWITCHES.contains(&format!("--{s}").as_str())) =>
+            {
+                off.push(format!("--{}", &arg[5..]))
             }
             _ => out.push(arg.clone()),
         }
@@ -444,6 +452,17 @@ mod tests {
             "Checks whether your Kubernetes cluster works.",
         ] {
             assert!(text.contains(needle), "help lacks {needle}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn kingpin_spellings_from_the_go_original() {
+        let env = [("KUBERNARY_DEBUG", "true"), ("KUBERNARY_CACHED_HEALTH", "true")];
+        let o = parse_with(&["--no-debug", "--no-cached-health", "s:1"], &env).unwrap();
+        assert!(!o.debug && !o.cached_health, "--no-<switch> beats the environment");
+        assert!(!parse_with(&["--cached-health=false", "s:1"], &env).unwrap().cached_health);
+        for help in ["--help-long", "--help-man"] {
+            assert!(matches!(parse_with(&[help], &[]), Err(Exit::Help(_))), "{help}");
         }
     }
 }
