@@ -168,8 +168,11 @@ fn bad_input_exits_2_with_the_documented_messages() {
     let bucket = [("KUBERNARY_S3_BUCKET", BUCKET)];
     // An unknown flag.
     refused_as_documented(&["--bogus", "127.0.0.1:8125"], &bucket);
-    // kingpin read booleans with Go's strconv.ParseBool, which takes t and f.
-    refused_as_documented(&["127.0.0.1:8125"], &[("KUBERNARY_S3_BUCKET", BUCKET), ("KUBERNARY_DEBUG", "t")]);
+    // A boolean neither Go's strconv.ParseBool (kingpin's) nor kubernary reads.
+    refused_as_documented(
+        &["127.0.0.1:8125"],
+        &[("KUBERNARY_S3_BUCKET", BUCKET), ("KUBERNARY_DEBUG", "maybe")],
+    );
     // <statsd> is required, as it was, unless --no-stats.
     refused_as_documented(&[], &bucket);
     // A duration kingpin (Go's time.ParseDuration) refused too.
