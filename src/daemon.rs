@@ -72,7 +72,7 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
             return 1;
         }
     };
-    info!("kubernary {} listening on {listening}", crate::VERSION);
+    crate::logging::started(&listening);
     info!("checks: {}", names.join(", "));
     debug!("options: {options:?}");
     if options.kill_after < options.close_after {

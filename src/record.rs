@@ -9,10 +9,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use log::{debug, info, warn};
-
 use crate::contract::Failure;
-use crate::duration::Millis;
 use crate::verdict::Verdict;
 
 /// One settled run of one check (or one scheduler tick that found the check
@@ -51,22 +48,13 @@ pub trait Sink: Send + Sync {
     fn settled(&self, record: &Record);
 }
 
-/// The log line for each result: passes at info, failures at warn, the
-/// notes at debug. The logger queues lines, so this never blocks.
+/// The log lines for each result (see `logging::run`): failures and changes
+/// of state at the default level, passes at debug. The logger queues lines,
+/// so this never blocks.
 pub struct Log;
 
 impl Sink for Log {
-    fn settled(&self, r: &Record) {
-        let took = Millis(r.duration);
-        match &r.result {
-            Ok(()) => info!("check {} passed in {took}", r.check),
-            Err(f) => warn!("check {} failed ({}) in {took}: {}", r.check, f.reason, f.message),
-        }
-        for (key, value) in &r.notes {
-            match value {
-                serde_json::Value::String(text) => debug!("check {}: {key}={text}", r.check),
-                other => debug!("check {}: {key}={other}", r.check),
-            }
-        }
+    fn settled(&self, record: &Record) {
+        crate::logging::run(record);
     }
 }

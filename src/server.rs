@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method, Request, Response};
 
@@ -454,11 +454,7 @@ fn respond(request: Request, started: Instant, response: Response<Cursor<Vec<u8>
     // Say as little about ourselves as HTTP allows.
     let response = response.with_header(header("Server", "kubernary"));
     let sent = request.respond(response);
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    match sent {
-        Ok(()) => info!("{method} {url} from {peer}: {status} in {ms:.1}ms"),
-        Err(e) => info!("{method} {url} from {peer}: {status} not delivered ({e}) after {ms:.1}ms"),
-    }
+    crate::logging::request(method.as_str(), &url, &peer, status, started.elapsed(), &sent);
 }
 
 #[cfg(test)]
