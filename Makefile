@@ -59,7 +59,10 @@ static: ## static, stripped, size-optimized binary: target/static/kubernary
 	@echo "$(STATIC_BIN): static, $$(wc -c < $(STATIC_BIN)) bytes"
 
 # podman builds OCI images by default, and the OCI format has no HEALTHCHECK.
-image: ## container image (IMAGE=kubernary:latest) from Containerfile, with podman or docker
+# The context is make static's binary alone (IMAGE_CONTEXT), for the
+# Containerfile's last stage: nothing is pulled or compiled in the build.
+IMAGE_CONTEXT := target/image
+image: static ## container image (IMAGE=kubernary:latest): make static's binary, FROM scratch, with podman or docker
 	@if command -v podman >/dev/null 2>&1; then engine="podman"; format="--format docker"; \
 	elif command -v docker >/dev/null 2>&1; then \
 		if ! docker info >/dev/null 2>&1; then \
@@ -68,11 +71,12 @@ image: ## container image (IMAGE=kubernary:latest) from Containerfile, with podm
 	else \
 		echo "make image: neither podman nor docker is installed; install one to build the image (make static builds the binary alone)" >&2; exit 1; \
 	fi; \
-	echo "$$engine build -f Containerfile -t $(IMAGE) ."; \
-	$$engine build $$format -f Containerfile -t $(IMAGE) \
+	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT) && cp $(STATIC_BIN) $(IMAGE_CONTEXT)/kubernary; \
+	echo "$$engine build -f Containerfile --target image -t $(IMAGE) $(IMAGE_CONTEXT)"; \
+	$$engine build $$format -f Containerfile --target image -t $(IMAGE) \
 		--build-arg KUBERNARY_COMMIT=$(COMMIT) \
 		--build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1) \
-		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) $(IMAGE_CONTEXT)
 
 run: build test-deps ## run the daemon against a local S3 server with a seeded object (no cloud account needed)
 	CARGO="$(CARGO)" RUN_S3_ADDR="$(RUN_S3_ADDR)" LISTEN="$(LISTEN)" STATSD="$(STATSD)" scripts/run-local.sh

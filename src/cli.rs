@@ -13,7 +13,7 @@ use crate::duration;
 /// Checks whether your Kubernetes cluster works.
 #[derive(FromArgs, Debug, Default)]
 #[argh(
-    note = "`kubernary probe [<url>]` probes a running kubernary over HTTP, for container health checks; see `kubernary probe --help`."
+    note = "`kubernary probe [<url>]` probes a running kubernary over HTTP, for container health checks; see `kubernary probe --help`.\n--help-long and --help-man print this help too, as they did in the Go original (kingpin)."
 )]
 pub struct Args {
     /// don't send statsd stats [env KUBERNARY_NO_STATS]
@@ -35,6 +35,14 @@ pub struct Args {
     /// wait this long at shutdown before exiting (default 2m) [env KUBERNARY_KILL_AFTER]
     #[argh(option)]
     pub kill_after: Option<String>,
+
+    /// how to write log lines: text or json (one object per line) (default text) [env KUBERNARY_LOG_FORMAT]
+    #[argh(option)]
+    pub log_format: Option<String>,
+
+    /// log every answered request at INFO (by default they are debug lines) [env KUBERNARY_ACCESS_LOG]
+    #[argh(switch)]
+    pub access_log: bool,
 
     /// turn off the /quitquitquit endpoint [env KUBERNARY_NO_QUITQUITQUIT]
     #[argh(switch)]
@@ -89,6 +97,8 @@ pub struct Options {
     pub cached_health: bool,
     pub http_idle_timeout: Duration,
     pub max_connections: usize,
+    pub log_format: crate::logging::Format,
+    pub access_log: bool,
 }
 
 /// Why the command line ended the program: help text (status 0) or an error
@@ -100,11 +110,23 @@ pub enum Exit {
     Error(String),
 }
 
-const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--version"];
+const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--version", "--access-log"];
 
 /// Parses `argv` (without the program name) against `env`.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
-    let (argv, off) = split_equals(argv)?;
+    // The Go original's image had no ENTRYPOINT, so its users ran
+    // `docker run negz/kubernary /kubernary/kubernary ...`; against ours
+    // (ENTRYPOINT /kubernary/kubernary) that path arrives as an argument.
+    let argv = match argv.split_first() {
+        Some((first, rest)) if names_this_program(first) => rest,
+        _ => argv,
+    };
+    // kingpin's other help flags, which scripts written for the Go original pass.
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| if a == "--help-long" || a == "--help-man" { "--help".to_string() } else { a.clone() })
+        .collect();
+    let (argv, off) = split_equals(&argv)?;
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match Args::from_args(&["kubernary"], &refs) {
         Ok(args) => args,
@@ -119,6 +141,16 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Op
         return Err(Exit::Version);
     }
     resolve(args, &off, env).map_err(Exit::Error)
+}
+
+/// Whether `arg` is this program's own path: the image's `/kubernary/kubernary`,
+/// or any path to the running executable.
+fn names_this_program(arg: &str) -> bool {
+    if arg == "/kubernary/kubernary" {
+        return true;
+    }
+    let own = std::env::current_exe().and_then(std::fs::canonicalize);
+    arg.contains('/') && matches!((std::fs::canonicalize(arg), own), (Ok(a), Ok(b)) if a == b)
 }
 
 /// `--listen=:10002` becomes `--listen :10002`; `--debug=true` becomes
@@ -164,6 +196,7 @@ fn resolve(args: Args, off: &[String], env: &dyn Fn(&str) -> Option<String>) -> 
             "KUBERNARY_DEBUG" => &["--debug", "-d"],
             "KUBERNARY_NO_QUITQUITQUIT" => &["--no-quitquitquit"],
             "KUBERNARY_CACHED_HEALTH" => &["--cached-health"],
+            "KUBERNARY_ACCESS_LOG" => &["--access-log"],
             _ => &[],
         }
     };
@@ -255,6 +288,10 @@ fn resolve(args: Args, off: &[String], env: &dyn Fn(&str) -> Option<String>) -> 
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{max_source}: expected a whole number above 0, got {max_text:?}"))?;
+    let access_log = switch(args.access_log, "KUBERNARY_ACCESS_LOG")?;
+    let (format_text, format_source) =
+        option(args.log_format, "--log-format", "KUBERNARY_LOG_FORMAT", "text");
+    let log_format = format_text.parse().map_err(|e| format!("{format_source}: {e}"))?;
     Ok(Options {
         statsd,
         listen,
@@ -269,6 +306,8 @@ fn resolve(args: Args, off: &[String], env: &dyn Fn(&str) -> Option<String>) -> 
         cached_health,
         http_idle_timeout,
         max_connections,
+        log_format,
+        access_log,
     })
 }
 

@@ -19,7 +19,7 @@ pub fn checks(env: &HashMap<String, String>) -> Result<Vec<Arc<Entry>>, String> 
         None if env.get("KUBERNARY_S3_BUCKET").is_some_and(|b| !b.trim().is_empty()) => "s3".to_string(),
         None => {
             return Err(format!(
-                "no check configured: set KUBERNARY_S3_BUCKET for the seed's s3 check, or KUBERNARY_CHECKS to a list of name or name=kind (kinds: {})",
+                "no check configured: set KUBERNARY_S3_BUCKET to your canary bucket (there is no default: the Go original's, \"kubernary\", is a bucket nobody else owns), or KUBERNARY_CHECKS to a list of name or name=kind (kinds: {})",
                 checks::KINDS.join(", ")
             ))
         }

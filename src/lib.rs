@@ -30,6 +30,7 @@ pub mod pool;
 pub mod probe;
 pub mod prometheus;
 pub mod reaper;
+pub mod record;
 pub mod runs;
 pub mod scheduler;
 pub mod server;
@@ -44,7 +45,38 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("
 
 #[cfg(test)]
 mod tests_support {
+    use std::sync::{Condvar, Mutex};
     use std::time::{Duration, Instant};
+
+    use crate::record::{Record, Sink};
+
+    /// A sink that keeps every record, in the order it was handed them.
+    #[derive(Default)]
+    pub struct Recorder {
+        records: Mutex<Vec<Record>>,
+        added: Condvar,
+    }
+
+    impl Sink for Recorder {
+        fn settled(&self, record: &Record) {
+            self.records.lock().unwrap().push(record.clone());
+            self.added.notify_all();
+        }
+    }
+
+    impl Recorder {
+        pub fn records(&self) -> Vec<Record> {
+            self.records.lock().unwrap().clone()
+        }
+
+        /// The records once there are at least `n`, waiting up to 10 s.
+        pub fn wait_for(&self, n: usize) -> Vec<Record> {
+            let records = self.records.lock().unwrap();
+            let (records, _) =
+                self.added.wait_timeout_while(records, Duration::from_secs(10), |r| r.len() < n).unwrap();
+            records.clone()
+        }
+    }
 
     /// Polls `cond` for up to 5 s.
     pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {

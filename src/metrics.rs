@@ -18,7 +18,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use log::{debug, info, warn};
 
 use crate::prometheus::{Observation, Registry};
-use crate::runs::{Entry, Outcome};
+use crate::record::{Record, Sink};
 
 /// Re-resolve a working address this often, to follow a moved statsd.
 const RESOLVE_EVERY: Duration = Duration::from_secs(60);
@@ -48,13 +48,14 @@ impl Metrics {
         let statsd = builder.with_error_handler(|e| debug!("statsd: {e}")).build();
         Metrics { statsd, tagged: !tags.is_empty(), prometheus: Registry::default() }
     }
+}
 
+impl Sink for Metrics {
     /// Counts one settled run: `<check>.<verb>.succeeded|failed` and
     /// `.duration` (ms) to statsd, and the Prometheus series.
-    pub fn record(&self, entry: &Entry, outcome: &Outcome) {
-        let (check, verb) = (&entry.name, entry.verb());
-        let reason = outcome.result.as_ref().err().map(|f| f.reason.as_str());
-        match reason {
+    fn settled(&self, r: &Record) {
+        let (check, verb) = (&r.check, r.verb);
+        match r.reason() {
             None => {
                 let _ = self.statsd.count(&format!("{check}.{verb}.succeeded"), 1);
             }
@@ -65,16 +66,15 @@ impl Metrics {
                 let _ = counter.try_send();
             }
         }
-        let _ = self.statsd.time(&format!("{check}.{verb}.duration"), outcome.duration);
-        let verdict = outcome.verdict.as_ref();
+        let _ = self.statsd.time(&format!("{check}.{verb}.duration"), r.duration);
         self.prometheus.observe(&Observation {
             check,
-            kind: &entry.kind,
-            reported_ok: outcome.reported_ok(),
-            failure_reason: reason,
-            duration: outcome.duration,
-            last_success: verdict.and_then(|v| v.last_success),
-            consecutive_failures: verdict.map_or(0, |v| v.consecutive_failures),
+            kind: &r.kind,
+            reported_ok: r.verdict.ok,
+            failure_reason: r.reason(),
+            duration: r.duration,
+            last_success: r.verdict.last_success,
+            consecutive_failures: r.verdict.consecutive_failures,
         });
     }
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method, Request, Response};
 
@@ -25,6 +25,7 @@ use crate::cli::Options;
 use crate::clock::rfc3339;
 use crate::contract::Reason;
 use crate::duration::Go;
+use crate::metrics::Metrics;
 use crate::pool::Elastic;
 use crate::runs::{Entry, Outcome, Runner};
 use crate::shutdown::{InFlight, Shutdown};
@@ -43,6 +44,8 @@ const HANDLER_LINGER: Duration = Duration::from_secs(5);
 
 pub struct App {
     pub runner: Arc<Runner>,
+    /// For `/metrics`: the runner hands it results as one of its sinks.
+    pub metrics: Arc<Metrics>,
     /// The listening port, to find a connection's socket when cutting it off.
     pub port: u16,
     pub shutdown: Shutdown,
@@ -61,9 +64,16 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(runner: Arc<Runner>, shutdown: Shutdown, options: &Options, port: u16) -> App {
+    pub fn new(
+        runner: Arc<Runner>,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+        options: &Options,
+        port: u16,
+    ) -> App {
         App {
             runner,
+            metrics,
             port,
             shutdown,
             inflight: InFlight::default(),
@@ -297,7 +307,7 @@ fn handle(request: Request, app: &App, started: Instant) {
 fn answer(app: &App, route: Route<'_>, query: &str) -> Response<Cursor<Vec<u8>>> {
     match route {
         Route::Livez => text(200, "ok\n"),
-        Route::Metrics => Response::from_string(app.runner.metrics().prometheus.render())
+        Route::Metrics => Response::from_string(app.metrics.prometheus.render())
             .with_header(header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")),
         Route::Quit if !app.quitquitquit => text(403, "/quitquitquit is turned off (--no-quitquitquit)\n"),
         Route::Quit => text(200, "shutting down\n"),
@@ -444,11 +454,7 @@ fn respond(request: Request, started: Instant, response: Response<Cursor<Vec<u8>
     // Say as little about ourselves as HTTP allows.
     let response = response.with_header(header("Server", "kubernary"));
     let sent = request.respond(response);
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    match sent {
-        Ok(()) => info!("{method} {url} from {peer}: {status} in {ms:.1}ms"),
-        Err(e) => info!("{method} {url} from {peer}: {status} not delivered ({e}) after {ms:.1}ms"),
-    }
+    crate::logging::request(method.as_str(), &url, &peer, status, started.elapsed(), &sent);
 }
 
 #[cfg(test)]
