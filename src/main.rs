@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE as u8);
         }
     };
-    logging::init(options.debug);
+    logging::init(options.debug, options.log_format, options.access_log);
     // A panic is a bug; log it as one line like every other event, and let
     // the worker that caught it report the check as failed.
     std::panic::set_hook(Box::new(|info| {

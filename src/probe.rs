@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ureq::tls::RootCerts;
 
 use crate::contract::Attempt;
-use crate::runs::Millis;
+use crate::duration::Millis;
 use crate::{client, duration, tls};
 
 /// The argument that selects the probe.

@@ -3,7 +3,7 @@
 
 use std::io::Cursor;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Response};
@@ -15,21 +15,24 @@ use crate::runs::{Entry, Outcome};
 
 pub type Answer = Response<Cursor<Vec<u8>>>;
 
+/// A `/health` status and body, before the server adds what the query asks.
+pub type Health = (u16, Map<String, Value>);
+
 /// The settled runs of `/health`: 200 when every check reports ok, else 503.
-pub fn outcomes(results: &[(Arc<Entry>, Outcome)]) -> Answer {
+pub fn outcomes(results: &[(Arc<Entry>, Outcome)]) -> Health {
     let mut body = Map::new();
     let mut all_ok = true;
     for (entry, outcome) in results {
         all_ok &= outcome.reported_ok();
         body.insert(entry.name.clone(), outcome_json(entry, outcome));
     }
-    json_response(if all_ok { 200 } else { 503 }, &Value::Object(body))
+    (if all_ok { 200 } else { 503 }, body)
 }
 
 /// The latest settled runs, without running anything. A result older than
 /// twice its check's interval is stale: the scheduler is behind or stuck,
 /// and that is a failure in itself.
-pub fn cached(entries: &[Arc<Entry>]) -> Answer {
+pub fn cached(entries: &[Arc<Entry>]) -> Health {
     let mut body = Map::new();
     let mut all_ok = true;
     for entry in entries {
@@ -37,7 +40,7 @@ pub fn cached(entries: &[Arc<Entry>]) -> Answer {
         let value = match entry.latest() {
             None => failed_json(entry, "no run has finished yet", "stale"),
             Some(outcome) => {
-                let age = SystemTime::now().duration_since(outcome.finished).unwrap_or_default();
+                let age = outcome.age();
                 let mut value = if age > limit {
                     let message = format!(
                         "the latest result is {} old, older than twice the interval ({})",
@@ -55,7 +58,7 @@ pub fn cached(entries: &[Arc<Entry>]) -> Answer {
         all_ok &= value["ok"] == true;
         body.insert(entry.name.clone(), value);
     }
-    json_response(if all_ok { 200 } else { 503 }, &Value::Object(body))
+    (if all_ok { 200 } else { 503 }, body)
 }
 
 /// Every check failed with `shutting down`, so readiness drops while the

@@ -7,22 +7,31 @@
 //!
 //! A run is *settled* exactly once, by whichever comes first: the worker
 //! finishing the check, or someone noticing the deadline has passed (the
-//! scheduler for its runs, a waiting `/health` for its own). Settling records
-//! the metrics, writes the log line and wakes the waiters. A run settled by
+//! scheduler for its runs, a waiting `/health` for its own). A run settled by
 //! its deadline still holds its entry until the worker returns, so a hung
 //! check is reported as timed out but never started twice.
+//!
+//! Each entry keeps its whole state (the run going, the hysteresis tally and
+//! the latest outcome) under one lock, and a run concludes under it: the
+//! worker frees the entry, counts the result, keeps it as the latest and
+//! hands it to the sinks in one step. So results are counted in the order
+//! the runs ran and nothing that reads them can step back in time; the
+//! waiters are woken after the lock is let go.
+//!
+//! Settled results go to the [`Sink`]s the runner was given, as a plain
+//! [`Record`]: this module knows nothing of metrics or logs.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use log::{debug, info, warn};
+use log::{debug, warn};
 
 use crate::contract::{Attempt, Check, Failure, Reason};
 use crate::duration::Go;
-use crate::metrics::Metrics;
 use crate::pool::Pool;
+use crate::record::{Record, Sink};
 use crate::verdict::{Tally, Verdict};
 
 /// How a run ended.
@@ -33,7 +42,11 @@ pub struct Outcome {
     pub notes: Vec<(&'static str, serde_json::Value)>,
     /// From the start of the run to its settlement.
     pub duration: Duration,
+    /// When the run concluded, for people (`last_run` in `/health`).
     pub finished: SystemTime,
+    /// When the run concluded, for measuring its age: the monotonic clock,
+    /// which an NTP step cannot make falsely fresh or stale.
+    pub concluded: Instant,
     /// The check's standing after this run (set when the run settles).
     pub verdict: Option<Verdict>,
 }
@@ -52,12 +65,24 @@ impl Outcome {
         notes: Vec<(&'static str, serde_json::Value)>,
         duration: Duration,
     ) -> Outcome {
-        Outcome { result, notes, duration, finished: SystemTime::now(), verdict: None }
+        Outcome {
+            result,
+            notes,
+            duration,
+            finished: SystemTime::now(),
+            concluded: Instant::now(),
+            verdict: None,
+        }
     }
 
     /// What `/health` reports: the verdict when there is one, else the run.
     pub fn reported_ok(&self) -> bool {
         self.verdict.as_ref().map_or(self.ok(), |v| v.ok)
+    }
+
+    /// How long ago the run concluded.
+    pub fn age(&self) -> Duration {
+        self.concluded.elapsed()
     }
 }
 
@@ -79,76 +104,91 @@ pub struct Entry {
     pub interval: Duration,
     pub timeout: Duration,
     check: Box<dyn Check>,
-    current: Mutex<Option<Arc<Run>>>,
-    tally: Mutex<Tally>,
-    latest: Mutex<Option<Outcome>>,
+    state: Mutex<State>,
+}
+
+/// Everything about a check that changes, under one lock.
+struct State {
+    /// The run holding the check's worker, settled or not.
+    current: Option<Arc<Run>>,
+    tally: Tally,
+    latest: Option<Outcome>,
 }
 
 impl Entry {
     pub fn new(spec: Spec, check: Box<dyn Check>) -> Entry {
         Entry {
-            tally: Mutex::new(Tally::new(spec.fail_after, spec.pass_after)),
+            state: Mutex::new(State {
+                current: None,
+                tally: Tally::new(spec.fail_after, spec.pass_after),
+                latest: None,
+            }),
             name: spec.name,
             kind: spec.kind,
             interval: spec.interval,
             timeout: spec.timeout,
             check,
-            current: Mutex::new(None),
-            latest: Mutex::new(None),
         }
     }
 
     /// The latest settled outcome, for answers that must not run anything.
     pub fn latest(&self) -> Option<Outcome> {
-        self.latest.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.state().latest.clone()
     }
 
     pub fn verb(&self) -> &'static str {
         self.check.verb()
     }
 
-    /// Counts a result towards the check's standing and keeps it as the latest.
-    fn conclude(&self, outcome: &mut Outcome) {
-        let verdict =
-            self.tally.lock().unwrap_or_else(|e| e.into_inner()).observe(outcome.ok(), outcome.finished);
-        outcome.verdict = Some(verdict);
-        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome.clone());
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere; the state is intact
+        // (nothing in it is left half-changed across a call that can panic).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Metrics and the log line for a result.
-    fn report(&self, metrics: &Metrics, outcome: &Outcome) {
-        metrics.record(self, outcome);
-        let took = Millis(outcome.duration);
-        match &outcome.result {
-            Ok(()) => info!("check {} passed in {took}", self.name),
-            Err(f) => warn!("check {} failed ({}) in {took}: {}", self.name, f.reason, f.message),
+    /// Counts a result towards the check's standing, keeps it as the latest
+    /// and hands it to the sinks. Called with the state locked, so that
+    /// results are counted, kept and reported in the order the runs ran.
+    fn conclude(&self, state: &mut State, sinks: &Sinks, outcome: &mut Outcome) {
+        outcome.finished = SystemTime::now();
+        outcome.concluded = Instant::now();
+        let verdict = state.tally.observe(outcome.ok(), outcome.finished);
+        outcome.verdict = Some(verdict.clone());
+        state.latest = Some(outcome.clone());
+        if sinks.is_empty() {
+            return;
         }
-        for (key, value) in &outcome.notes {
-            match value {
-                serde_json::Value::String(text) => debug!("check {}: {key}={text}", self.name),
-                other => debug!("check {}: {key}={other}", self.name),
-            }
+        let record = Record {
+            check: self.name.clone(),
+            kind: self.kind.clone(),
+            verb: self.verb(),
+            result: outcome.result.clone(),
+            duration: outcome.duration,
+            finished: outcome.finished,
+            verdict,
+            notes: outcome.notes.clone(),
+        };
+        for sink in sinks.iter() {
+            sink.settled(&record);
         }
-    }
-
-    fn current(&self) -> MutexGuard<'_, Option<Arc<Run>>> {
-        // A poisoned lock only means a panic elsewhere; the Option is intact.
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Where settled results go, shared by the runner and its runs.
+pub type Sinks = Arc<[Arc<dyn Sink>]>;
 
 /// One run of one check.
 pub struct Run {
     pub entry: Arc<Entry>,
     pub started: Instant,
     attempt: Attempt,
-    state: Mutex<RunState>,
-    metrics: Arc<Metrics>,
+    settlement: Mutex<Settlement>,
+    sinks: Sinks,
     settled: Sender<()>,
 }
 
 #[derive(Default)]
-struct RunState {
+struct Settlement {
     outcome: Option<Outcome>,
     waiters: Vec<Sender<Outcome>>,
 }
@@ -158,29 +198,40 @@ impl Run {
         self.started + self.entry.timeout
     }
 
-    fn state(&self) -> MutexGuard<'_, RunState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// Taken after the entry's state when both are needed, never before.
+    fn settlement(&self) -> MutexGuard<'_, Settlement> {
+        self.settlement.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn is_settled(&self) -> bool {
-        self.state().outcome.is_some()
+        self.settlement().outcome.is_some()
     }
 
     /// Settles the run unless it already is; returns the outcome that stands.
-    pub fn settle(&self, mut outcome: Outcome) -> Outcome {
+    pub fn settle(&self, outcome: Outcome) -> Outcome {
+        self.conclude(outcome, false)
+    }
+
+    /// Settles the run (unless its deadline already did) and, when the
+    /// worker is done with it (`free`), lets the entry start another, all
+    /// under the entry's lock; then wakes the waiters.
+    fn conclude(&self, mut outcome: Outcome, free: bool) -> Outcome {
         let waiters = {
-            let mut state = self.state();
-            if let Some(existing) = &state.outcome {
+            let mut state = self.entry.state();
+            if free && state.current.as_ref().is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), self)) {
+                state.current = None;
+            }
+            let mut settlement = self.settlement();
+            if let Some(existing) = &settlement.outcome {
                 return existing.clone();
             }
-            self.entry.conclude(&mut outcome);
-            state.outcome = Some(outcome.clone());
-            std::mem::take(&mut state.waiters)
+            self.entry.conclude(&mut state, &self.sinks, &mut outcome);
+            settlement.outcome = Some(outcome.clone());
+            std::mem::take(&mut settlement.waiters)
         };
         for waiter in waiters {
             let _ = waiter.try_send(outcome.clone());
         }
-        self.entry.report(&self.metrics, &outcome);
         let _ = self.settled.try_send(());
         outcome
     }
@@ -211,27 +262,18 @@ impl Run {
     /// Waits for the outcome, no later than the deadline.
     pub fn wait(&self) -> Outcome {
         let receiver = {
-            let mut state = self.state();
-            if let Some(outcome) = &state.outcome {
+            let mut settlement = self.settlement();
+            if let Some(outcome) = &settlement.outcome {
                 return outcome.clone();
             }
             let (tx, rx) = bounded(1);
-            state.waiters.push(tx);
+            settlement.waiters.push(tx);
             rx
         };
         match receiver.recv_deadline(self.deadline()) {
             Ok(outcome) => outcome,
             Err(_) => self.settle(self.timed_out()),
         }
-    }
-}
-
-/// `12.3ms`: run times are mostly under a second, where Go's format is coarse.
-pub struct Millis(pub Duration);
-
-impl std::fmt::Display for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.1}ms", self.0.as_secs_f64() * 1000.0)
     }
 }
 
@@ -243,7 +285,7 @@ fn round_ms(d: Duration) -> Duration {
 pub struct Runner {
     entries: Vec<Arc<Entry>>,
     pool: Pool,
-    metrics: Arc<Metrics>,
+    sinks: Sinks,
     settled: (Sender<()>, Receiver<()>),
 }
 
@@ -272,8 +314,7 @@ impl Started {
         let Started::Joined { run, late: true } = self else {
             return outcome;
         };
-        let entry = &run.entry;
-        let still_going = entry.current().as_ref().is_some_and(|c| Arc::ptr_eq(c, run));
+        let still_going = run.entry.state().current.as_ref().is_some_and(|c| Arc::ptr_eq(c, run));
         match &outcome.result {
             Err(f) if f.reason == Reason::Timeout && still_going => {
                 let mut outcome = outcome.clone();
@@ -288,18 +329,14 @@ impl Started {
 impl Runner {
     /// The pool has one worker per check: a check holds at most one worker
     /// (single flight), so even every check hung at once cannot starve another.
-    pub fn new(entries: Vec<Arc<Entry>>, metrics: Arc<Metrics>) -> Runner {
+    pub fn new(entries: Vec<Arc<Entry>>, sinks: Vec<Arc<dyn Sink>>) -> Runner {
         let pool = Pool::new(entries.len().max(1), "check");
-        Runner { entries, pool, metrics, settled: bounded(1) }
+        Runner { entries, pool, sinks: sinks.into(), settled: bounded(1) }
     }
 
     /// Ready after any run settles, for a scheduler waiting on its runs.
     pub fn settled(&self) -> &Receiver<()> {
         &self.settled.1
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     pub fn entries(&self) -> &[Arc<Entry>] {
@@ -312,8 +349,8 @@ impl Runner {
 
     /// Starts a run of `entry`, or joins the one going.
     pub fn start(&self, entry: &Arc<Entry>) -> Started {
-        let mut current = entry.current();
-        if let Some(run) = current.as_ref() {
+        let mut state = entry.state();
+        if let Some(run) = state.current.as_ref() {
             return Started::Joined { run: run.clone(), late: run.deadline() <= Instant::now() };
         }
         let started = Instant::now();
@@ -321,17 +358,16 @@ impl Runner {
             entry: entry.clone(),
             started,
             attempt: Attempt::new(started, entry.timeout),
-            state: Mutex::new(RunState::default()),
-            metrics: self.metrics.clone(),
+            settlement: Mutex::new(Settlement::default()),
+            sinks: self.sinks.clone(),
             settled: self.settled.0.clone(),
         });
-        *current = Some(run.clone());
-        drop(current);
+        state.current = Some(run.clone());
+        drop(state);
         let job = run.clone();
         if let Err(e) = self.pool.submit(move || execute(job)) {
             // Only when the pool is gone; say so rather than hang the caller.
-            run.settle(Outcome::failed(Failure::new(Reason::Internal, e)));
-            *entry.current() = None;
+            run.conclude(Outcome::failed(Failure::new(Reason::Internal, e)), true);
         }
         Started::New(run)
     }
@@ -339,33 +375,36 @@ impl Runner {
     /// Starts a run unless one is going (a scheduler tick that finds its
     /// check still running is skipped).
     pub fn start_if_idle(&self, entry: &Arc<Entry>) -> Option<Arc<Run>> {
-        match self.start(entry) {
-            Started::New(run) => Some(run),
-            Started::Joined { run, late } => {
-                if late {
-                    // Hung past its deadline: each tick counts as one more
-                    // failed run, so rates, alerts and hysteresis go on
-                    // telling the truth while the check hangs.
-                    let mut outcome =
-                        Outcome::new(Err(run.still_going()), run.attempt.notes(), entry.timeout);
-                    entry.conclude(&mut outcome);
-                    entry.report(&self.metrics, &outcome);
-                } else {
-                    debug!(
-                        "check {}: tick skipped, the run started {} ago is still going",
-                        entry.name,
-                        Go(round_ms(run.started.elapsed()))
-                    );
-                }
-                None
-            }
+        let (run, late) = match self.start(entry) {
+            Started::New(run) => return Some(run),
+            Started::Joined { run, late } => (run, late),
+        };
+        if !late {
+            debug!(
+                "check {}: tick skipped, the run started {} ago is still going",
+                entry.name,
+                Go(round_ms(run.started.elapsed()))
+            );
+            return None;
         }
+        // Hung past its deadline. The run's own timeout comes first (no one
+        // may have been waiting for it, if /health started it and its client
+        // left); then each tick counts as one more failed run, so rates,
+        // alerts and hysteresis go on telling the truth while the check
+        // hangs; unless it returned in the meantime.
+        run.settle_if_overdue();
+        let mut state = entry.state();
+        if state.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &run)) {
+            let mut outcome = Outcome::new(Err(run.still_going()), run.attempt.notes(), entry.timeout);
+            entry.conclude(&mut state, &self.sinks, &mut outcome);
+        }
+        None
     }
 
     /// Runs still holding a worker.
     #[cfg(test)]
     pub fn busy(&self) -> usize {
-        self.entries.iter().filter(|e| e.current().is_some()).count()
+        self.entries.iter().filter(|e| e.state().current.is_some()).count()
     }
 }
 
@@ -400,16 +439,10 @@ fn execute(run: Arc<Run>) {
     } else {
         result
     };
-    // The check is done: free the entry before settling, so that a request
-    // arriving the moment this run's waiters are answered starts a fresh run
-    // rather than joining this finished one and reading its old result.
-    {
-        let mut current = entry.current();
-        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &run)) {
-            *current = None;
-        }
-    }
-    run.settle(Outcome::new(result, attempt.notes(), duration));
+    // Free the entry and settle in one step: a request arriving the moment
+    // the waiters are answered starts a fresh run rather than joining this
+    // finished one, and no fresh run can conclude before this one.
+    run.conclude(Outcome::new(result, attempt.notes(), duration), true);
 }
 
 #[cfg(test)]
@@ -417,6 +450,7 @@ mod tests {
     //! A real backend cannot hang on command or panic, so these use checks
     //! that do exactly that.
     use super::*;
+    use crate::tests_support::Recorder;
     use crossbeam_channel::Receiver;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -449,7 +483,7 @@ mod tests {
         }
     }
 
-    fn runner(check: Box<dyn Check>, timeout: Duration) -> (Runner, Arc<Entry>) {
+    fn runner(check: Box<dyn Check>, timeout: Duration) -> (Runner, Arc<Entry>, Arc<Recorder>) {
         let spec = Spec {
             name: "t".into(),
             kind: "test".into(),
@@ -459,14 +493,15 @@ mod tests {
             pass_after: 1,
         };
         let entry = Arc::new(Entry::new(spec, check));
-        (Runner::new(vec![entry.clone()], Arc::new(Metrics::new(None, "kubernary", &[]))), entry)
+        let recorder = Arc::new(Recorder::default());
+        (Runner::new(vec![entry.clone()], vec![recorder.clone()]), entry, recorder)
     }
 
     #[test]
     fn a_hung_check_times_out_and_is_never_started_twice() {
         let started = Arc::new(AtomicUsize::new(0));
         let (release, gate) = bounded(10);
-        let (runner, entry) =
+        let (runner, entry, recorder) =
             runner(Box::new(Gate { started: started.clone(), release: gate }), Duration::from_millis(100));
 
         let first = runner.start(&entry);
@@ -480,11 +515,8 @@ mod tests {
         assert!(runner.start_if_idle(&entry).is_none());
         let latest = entry.latest().unwrap();
         assert_eq!(latest.verdict.unwrap().consecutive_failures, 2, "the skipped tick counts as a failure");
-        assert!(runner
-            .metrics()
-            .prometheus
-            .render()
-            .contains("kubernary_check_runs_total{check=\"t\",result=\"failure\"} 2"));
+        let reasons: Vec<_> = recorder.records().iter().map(Record::reason).collect();
+        assert_eq!(reasons, [Some("timeout"), Some("timeout")], "the sinks were told of both");
         let joined = runner.start(&entry);
         assert!(matches!(joined, Started::Joined { late: true, .. }));
         let message = joined.wait().result.unwrap_err().message;
@@ -500,11 +532,42 @@ mod tests {
         assert_eq!(started.load(Ordering::SeqCst), 2);
     }
 
+    /// A run nobody waits for (its /health client left) is past its
+    /// deadline when a tick finds it: its own timeout is counted first, then
+    /// the tick's "still going".
+    #[test]
+    fn a_tick_settles_an_overdue_run_before_counting_it_still_going() {
+        let (release, gate) = bounded(10);
+        let started = Arc::new(AtomicUsize::new(0));
+        let (runner, entry, recorder) =
+            runner(Box::new(Gate { started: started.clone(), release: gate }), Duration::from_millis(50));
+        let run = runner.start(&entry).run().clone();
+        // Time passing is the event here.
+        std::thread::sleep(run.deadline().saturating_duration_since(Instant::now()));
+        assert!(runner.start_if_idle(&entry).is_none());
+        let messages: Vec<String> =
+            recorder.records().iter().map(|r| r.result.clone().unwrap_err().message).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert_eq!(messages[0], "timed out after 50ms", "the run's own timeout first");
+        assert!(messages[1].contains("is still going"), "{messages:?}");
+        release.send(()).unwrap();
+    }
+
+    /// An NTP step moves the wall clock, not the age of a result.
+    #[test]
+    fn the_age_of_a_result_ignores_the_wall_clock() {
+        let mut outcome = Outcome::new(Ok(()), Vec::new(), Duration::ZERO);
+        outcome.finished -= Duration::from_secs(3600);
+        assert!(outcome.age() < Duration::from_secs(60), "{:?}", outcome.age());
+        outcome.finished += Duration::from_secs(7200);
+        assert!(outcome.age() < Duration::from_secs(60), "{:?}", outcome.age());
+    }
+
     #[test]
     fn waiters_share_one_outcome() {
         let started = Arc::new(AtomicUsize::new(0));
         let (release, gate) = bounded(10);
-        let (runner, entry) =
+        let (runner, entry, _) =
             runner(Box::new(Gate { started: started.clone(), release: gate }), Duration::from_secs(10));
         let runner = Arc::new(runner);
         let waiters: Vec<_> = (0..5)
@@ -522,9 +585,101 @@ mod tests {
         assert_eq!(started.load(Ordering::SeqCst), 1);
     }
 
+    /// Passes on even runs and fails on odd ones, noting its run number.
+    struct Flip {
+        runs: AtomicUsize,
+    }
+
+    impl Check for Flip {
+        fn verb(&self) -> &'static str {
+            "flip"
+        }
+        fn run(&self, attempt: &Attempt) -> Result<(), Failure> {
+            let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+            attempt.note("run", n);
+            match n % 2 {
+                0 => Ok(()),
+                _ => Err(Failure::new(Reason::Internal, "odd run")),
+            }
+        }
+    }
+
+    /// Asks for runs of `entry` for 2 s: a waiter as a probe does, else as
+    /// fast as it can (starting a run the moment the last one frees the
+    /// entry); the outcomes of the runs it saw.
+    fn hammer(runner: &Runner, entry: &Arc<Entry>, waits: bool) -> Vec<Outcome> {
+        let until = Instant::now() + Duration::from_secs(2);
+        let (mut outcomes, mut runs) = (Vec::new(), Vec::new());
+        while Instant::now() < until {
+            match runner.start(entry) {
+                started if waits => outcomes.push(started.wait()),
+                Started::New(run) => runs.push(run),
+                Started::Joined { .. } => std::thread::yield_now(),
+            }
+        }
+        outcomes.extend(runs.iter().map(|run| run.wait()));
+        outcomes
+    }
+
+    /// Runs of one check follow each other (single flight), so their
+    /// results must be counted in the order they ran, however many threads
+    /// ask at once: `last_run` only moves forward, and a check that flips
+    /// every run never shows two failures in a row.
+    #[test]
+    fn results_never_step_backwards_under_a_hammer() {
+        let spec = |name: &str| Spec {
+            name: name.into(),
+            kind: "test".into(),
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(120),
+            fail_after: 1,
+            pass_after: 1,
+        };
+        let flip = || Box::new(Flip { runs: AtomicUsize::new(0) });
+        // Idle neighbours give the pool spare workers, as in the daemon, so
+        // a new run can start on one while the last one is still settling.
+        let entries: Vec<Arc<Entry>> = ["t", "idle-1", "idle-2", "idle-3"]
+            .iter()
+            .map(|n| Arc::new(Entry::new(spec(n), flip())))
+            .collect();
+        let entry = entries[0].clone();
+        let recorder = Arc::new(Recorder::default());
+        let runner = Arc::new(Runner::new(entries, vec![recorder.clone()]));
+        let hammers: Vec<_> = (0..8)
+            .map(|n| {
+                let (runner, entry) = (runner.clone(), entry.clone());
+                std::thread::spawn(move || hammer(&runner, &entry, n % 2 == 0))
+            })
+            .collect();
+        let mut seen = std::collections::BTreeMap::new();
+        for hammer in hammers {
+            for outcome in hammer.join().unwrap() {
+                let run = outcome.notes.iter().find(|(k, _)| *k == "run").unwrap().1.as_u64().unwrap();
+                seen.insert(run, outcome.verdict.unwrap());
+            }
+        }
+        let mut previous: Option<(u64, Verdict)> = None;
+        for (run, verdict) in &seen {
+            assert!(verdict.consecutive_failures <= 1, "run {run} counted after a later one: {verdict:?}");
+            if let Some((before, earlier)) = &previous {
+                assert!(
+                    verdict.last_run >= earlier.last_run,
+                    "run {run} concluded before run {before}: {verdict:?} vs {earlier:?}"
+                );
+            }
+            previous = Some((*run, verdict.clone()));
+        }
+        let last = *seen.keys().last().unwrap();
+        let latest = entry.latest().unwrap();
+        assert_eq!(latest.notes, vec![("run", last.into())], "the latest result is the last run's");
+        // The sinks were handed every run once, in the order they ran.
+        let told: Vec<u64> = recorder.records().iter().map(|r| r.notes[0].1.as_u64().unwrap()).collect();
+        assert_eq!(told, (1..=last).collect::<Vec<_>>(), "the sinks saw the runs in order");
+    }
+
     #[test]
     fn a_panicking_check_fails_as_internal_and_the_worker_lives_on() {
-        let (runner, entry) = runner(Box::new(Panics), Duration::from_secs(5));
+        let (runner, entry, _) = runner(Box::new(Panics), Duration::from_secs(5));
         for _ in 0..3 {
             let failure = runner.start(&entry).wait().result.unwrap_err();
             assert_eq!(failure.reason, Reason::Internal);

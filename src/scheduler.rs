@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{at, never, select};
 use log::debug;
 
-use crate::runs::{Millis, Run, Runner};
+use crate::duration::Millis;
+use crate::runs::{Run, Runner};
 use crate::shutdown::Shutdown;
 
 pub fn spawn(
@@ -45,6 +46,10 @@ fn run(runner: &Runner, shutdown: &Shutdown, start_jitter: Duration) {
     }
     let mut pending: Vec<Arc<Run>> = Vec::new();
     loop {
+        // Runs past their deadline are settled before any tick, so that a
+        // tick due at a deadline finds the run timed out, and reports it as
+        // still going only after its own timeout.
+        pending.retain(|run| run.settle_if_overdue().is_none() && !run.is_settled());
         let now = Instant::now();
         let stopping = shutdown.is_set();
         if !stopping {
@@ -63,7 +68,6 @@ fn run(runner: &Runner, shutdown: &Shutdown, start_jitter: Duration) {
                 }
             }
         }
-        pending.retain(|run| run.settle_if_overdue().is_none() && !run.is_settled());
         if stopping && pending.is_empty() {
             debug!("scheduler: stopped");
             return;
@@ -102,6 +106,53 @@ fn spread(name: &str, jitter: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::{Attempt, Check, Failure};
+    use crate::runs::{Entry, Spec};
+    use crate::tests_support::Recorder;
+
+    /// Hangs until the test ends.
+    struct Hangs(crossbeam_channel::Receiver<()>);
+
+    impl Check for Hangs {
+        fn verb(&self) -> &'static str {
+            "hang"
+        }
+        fn run(&self, _: &Attempt) -> Result<(), Failure> {
+            let _ = self.0.recv();
+            Ok(())
+        }
+    }
+
+    /// With the interval equal to the timeout, every tick is due at the
+    /// hung run's deadline. The first failure reported is the run's own
+    /// timeout; the ticks after it say the run is still going.
+    #[test]
+    fn a_tick_on_a_deadline_reports_the_timeout_first() {
+        let (release, hang) = crossbeam_channel::bounded(1);
+        let every = Duration::from_millis(200);
+        let spec = Spec {
+            name: "t".into(),
+            kind: "test".into(),
+            interval: every,
+            timeout: every,
+            fail_after: 1,
+            pass_after: 1,
+        };
+        let recorder = Arc::new(Recorder::default());
+        let runner = Arc::new(Runner::new(
+            vec![Arc::new(Entry::new(spec, Box::new(Hangs(hang))))],
+            vec![recorder.clone()],
+        ));
+        let shutdown = Shutdown::new();
+        let scheduler = spawn(runner, shutdown.clone(), Duration::ZERO).unwrap();
+        let records = recorder.wait_for(3);
+        shutdown.trigger("test over");
+        drop(release);
+        scheduler.join().unwrap();
+        let messages: Vec<String> = records.iter().map(|r| r.result.clone().unwrap_err().message).collect();
+        assert_eq!(messages[0], "timed out after 200ms", "{messages:#?}");
+        assert!(messages[1..].iter().all(|m| m.contains("is still going")), "{messages:#?}");
+    }
 
     #[test]
     fn spread_stays_within_the_jitter_and_varies() {

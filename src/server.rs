@@ -17,10 +17,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
+use serde_json::Value;
 use tiny_http::{Event, Method, Request};
 
 use crate::cli::Options;
 use crate::duration::Go;
+use crate::metrics::Metrics;
 use crate::render::{self, header, text, Answer};
 use crate::runs::{Entry, Runner};
 use crate::shutdown::Shutdown;
@@ -36,6 +38,8 @@ const THREAD_STACK: usize = 256 * 1024;
 
 pub struct App {
     pub runner: Arc<Runner>,
+    /// For `/metrics`: the runner hands it results as one of its sinks.
+    pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
     quitquitquit: bool,
     cached_health: bool,
@@ -44,9 +48,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(runner: Arc<Runner>, shutdown: Shutdown, options: &Options) -> App {
+    pub fn new(runner: Arc<Runner>, metrics: Arc<Metrics>, shutdown: Shutdown, options: &Options) -> App {
         App {
             runner,
+            metrics,
             shutdown,
             quitquitquit: options.quitquitquit,
             cached_health: options.cached_health,
@@ -150,6 +155,7 @@ enum Route<'a> {
     Livez,
     Metrics,
     Health(Option<&'a str>),
+    Status,
     Quit,
     NotFound,
     WrongMethod(&'static str),
@@ -161,6 +167,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         |allow: &'static str, ok: bool, route: Route<'a>| if ok { route } else { Route::WrongMethod(allow) };
     match path {
         "/livez" => known("GET, HEAD", read, Route::Livez),
+        "/" | "/status" => known("GET, HEAD", read, Route::Status),
         "/metrics" => known("GET, HEAD", read, Route::Metrics),
         "/health" | "/health/" => known("GET, HEAD", read, Route::Health(None)),
         "/quitquitquit" => known("GET, POST", matches!(method, Method::Get | Method::Post), Route::Quit),
@@ -200,8 +207,9 @@ fn handle(request: Request, app: &App) {
 fn answer(app: &App, route: Route<'_>, query: &str) -> Answer {
     match route {
         Route::Livez => text(200, "ok\n"),
-        Route::Metrics => tiny_http::Response::from_string(app.runner.metrics().prometheus.render())
+        Route::Metrics => tiny_http::Response::from_string(app.metrics.prometheus.render())
             .with_header(header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")),
+        Route::Status => crate::status::response(&app.runner, app.shutdown.is_set()),
         Route::Quit if !app.quitquitquit => text(403, "/quitquitquit is turned off (--no-quitquitquit)\n"),
         Route::Quit => text(200, "shutting down\n"),
         Route::NotFound => text(404, "not found\n"),
@@ -217,21 +225,28 @@ fn answer(app: &App, route: Route<'_>, query: &str) -> Answer {
             if app.shutdown.is_set() {
                 render::shutting_down(&entries)
             } else if wants_cached(query, app.cached_health) {
-                render::cached(&entries)
+                annotated(render::cached(&entries), query)
             } else {
-                health(app, entries)
+                annotated(health(app, entries), query)
             }
         }
     }
 }
 
 /// Runs the checks (joining runs already going) and reports them all.
-fn health(app: &App, entries: Vec<Arc<Entry>>) -> Answer {
+fn health(app: &App, entries: Vec<Arc<Entry>>) -> render::Health {
     // Start every run before waiting on any, so they run side by side and
     // the answer comes when the slowest is done or timed out.
     let runs: Vec<_> = entries.iter().map(|e| app.runner.start(e)).collect();
     let results: Vec<_> = entries.into_iter().zip(runs).map(|(entry, run)| (entry, run.wait())).collect();
     render::outcomes(&results)
+}
+
+/// A `/health` answer, with the history its query asks for.
+fn annotated(health: render::Health, query: &str) -> Answer {
+    let (status, mut body) = health;
+    crate::history::global().annotate(&mut body, query);
+    render::json_response(status, &Value::Object(body))
 }
 
 /// Answers and logs one request: method, path, peer, status, duration.
@@ -243,11 +258,7 @@ fn respond(request: Request, started: Instant, response: Answer) {
     // Say as little about ourselves as HTTP allows.
     let response = response.with_header(header("Server", "kubernary"));
     let sent = request.respond(response);
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    match sent {
-        Ok(()) => info!("{method} {url} from {peer}: {status} in {ms:.1}ms"),
-        Err(e) => info!("{method} {url} from {peer}: {status} not delivered ({e}) after {ms:.1}ms"),
-    }
+    crate::logging::request(method.as_str(), &url, &peer, status, started.elapsed(), &sent);
 }
 
 #[cfg(test)]
@@ -262,6 +273,8 @@ mod tests {
         assert_eq!(route(&Method::Post, "/quitquitquit"), Route::Quit);
         assert_eq!(route(&Method::Delete, "/livez"), Route::WrongMethod("GET, HEAD"));
         assert_eq!(route(&Method::Get, "/metrics"), Route::Metrics);
+        assert_eq!(route(&Method::Get, "/"), Route::Status);
+        assert_eq!(route(&Method::Head, "/status"), Route::Status);
     }
 
     #[test]
