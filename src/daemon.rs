@@ -51,7 +51,8 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
         .map(|e| format!("{} ({}, every {}, timeout {})", e.name, e.kind, Go(e.interval), Go(e.timeout)))
         .collect();
     // Where settled results go: one line per sink.
-    let sinks: Vec<Arc<dyn Sink>> = vec![metrics.clone(), Arc::new(logging::Log)];
+    let sinks: Vec<Arc<dyn Sink>> =
+        vec![metrics.clone(), Arc::new(logging::Log), Arc::new(crate::history::Recorder)];
     let runner = Arc::new(Runner::new(entries, sinks));
     let shutdown = Shutdown::new();
     let app = Arc::new(App::new(runner.clone(), metrics, shutdown.clone(), &options, port));

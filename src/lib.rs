@@ -46,6 +46,7 @@ pub mod config;
 pub mod contract;
 pub mod daemon;
 pub mod duration;
+pub mod history;
 pub mod logging;
 pub mod metrics;
 pub mod pool;
@@ -58,6 +59,7 @@ pub mod schedstat;
 pub mod scheduler;
 pub mod server;
 pub mod shutdown;
+pub mod status;
 pub mod tls;
 pub mod verdict;
 
