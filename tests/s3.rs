@@ -480,4 +480,6 @@ fn buckets_are_addressed_as_the_sdks_do_through_aws_names() {
         error.contains("my.dotted.bucket.s3.us-east-1.amazonaws.com") || error.contains("TLS"),
         "{error}"
     );
+    let warned = "KUBERNARY_FORCED_PATH_STYLE=false: bucket my.dotted.bucket cannot be a virtual host";
+    assert!(daemon.wait_for_log(warned, Duration::from_secs(5)), "the start warns about it");
 }
