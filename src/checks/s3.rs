@@ -21,7 +21,7 @@ use s3::{Bucket, Region};
 
 use crate::aws::credentials::{self, Env, ProcessEnv};
 use crate::aws::errors::{self, Answer, Call, Object, Service};
-use crate::checks::settings::parse_bool;
+use crate::boolean::parse_bool;
 use crate::checks::Settings;
 use crate::client;
 use crate::contract::{is_tls_error, Attempt, Check, Failure, Reason};
