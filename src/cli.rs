@@ -603,4 +603,13 @@ mod tests {
             assert!(text.contains(needle), "help lacks {needle}:\n{text}");
         }
     }
+
+    #[test]
+    fn kingpin_spellings_from_the_go_original() {
+        let o = parse_with(&["--no-debug", "s:1"], &[("KUBERNARY_DEBUG", "true")]).unwrap();
+        assert!(!o.debug, "--no-<switch> beats the environment");
+        for help in ["--help-long", "--help-man"] {
+            assert!(matches!(parse_with(&[help], &[]), Err(Exit::Help(_))), "{help}");
+        }
+    }
 }
