@@ -99,6 +99,7 @@ fn wrong_secret_fails_with_the_servers_reason() {
     assert_eq!(body["s3"]["reason"], "denied", "{body}");
     let error = body["s3"]["error"].as_str().unwrap();
     assert!(error.contains("403 SignatureDoesNotMatch"), "{error}");
+    assert!(error.contains("the secret key from env does not belong to its access key"), "{error}");
     assert!(!error.contains("not-the-secret-at-all"), "the secret leaked: {error}");
 }
 
