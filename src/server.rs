@@ -15,7 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use serde_json::{json, Map, Value};
@@ -362,7 +362,7 @@ fn cached(entries: &[Arc<Entry>], query: &str) -> Response<Cursor<Vec<u8>>> {
         let value = match entry.latest() {
             None => failed_json(entry, "no run has finished yet", "stale"),
             Some(outcome) => {
-                let age = SystemTime::now().duration_since(outcome.finished).unwrap_or_default();
+                let age = outcome.age();
                 let mut value = if age > limit {
                     let message = format!(
                         "the latest result is {} old, older than twice the interval ({})",
