@@ -110,7 +110,8 @@ pub enum Exit {
     Error(String),
 }
 
-const SWITCHES: &[&str] = &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--version", "--access-log"];
+const SWITCHES: &[&str] =
+    &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--version", "--access-log", "--cached-health"];
 
 /// Parses `argv` (without the program name) against `env`.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
@@ -473,8 +474,10 @@ mod tests {
 
     #[test]
     fn kingpin_spellings_from_the_go_original() {
-        let o = parse_with(&["--no-debug", "s:1"], &[("KUBERNARY_DEBUG", "true")]).unwrap();
-        assert!(!o.debug, "--no-<switch> beats the environment");
+        let env = [("KUBERNARY_DEBUG", "true"), ("KUBERNARY_CACHED_HEALTH", "true")];
+        let o = parse_with(&["--no-debug", "--no-cached-health", "s:1"], &env).unwrap();
+        assert!(!o.debug && !o.cached_health, "--no-<switch> beats the environment");
+        assert!(!parse_with(&["--cached-health=false", "s:1"], &env).unwrap().cached_health);
         for help in ["--help-long", "--help-man"] {
             assert!(matches!(parse_with(&[help], &[]), Err(Exit::Help(_))), "{help}");
         }
