@@ -3,8 +3,9 @@
 //! failing check; the test reads the DOM chromium built (`--dump-dom`) and
 //! checks states, reasons and cell counts, and leaves a screenshot in
 //! `target/status.png` for a person to look at. Also: the page never starts
-//! a run, `/health?history=true` carries the same history, and the
-//! history's memory, measured with a counting allocator.
+//! a run, `/health?history=true` carries the same history, the history's
+//! memory, measured with a counting allocator, and the phases of a run
+//! (`phases_ms`) against the fault server.
 //!
 //! chromium is installed by scripts/test-deps.sh (`make test` runs it).
 
@@ -18,8 +19,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scraper::{ElementRef, Html, Selector};
+use serde_json::Value;
 
-use support::{eventually, Daemon};
+use support::{eventually, Daemon, Fault, FaultServer, Reply};
 
 /// Runs beyond the history's 60 for the passing check, so the strip is
 /// seen to keep only the latest 60.
@@ -268,6 +270,70 @@ fn health_with_history_carries_the_recent_results() {
     assert_eq!(latest["at"], down["last_run"], "{body}");
     let times: Vec<&str> = history.iter().map(|h| h["at"].as_str().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first: {times:?}");
+}
+
+/// The phase that took the time, from `phases_ms`, with the phases.
+fn slowest_phase(check: &Value) -> (String, f64, Value) {
+    let phases = check["phases_ms"].clone();
+    let (name, ms) = phases
+        .as_object()
+        .unwrap_or_else(|| panic!("no phases_ms: {check}"))
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_else(|| panic!("no phase: {check}"));
+    (name, ms, phases)
+}
+
+/// Where the time went: a slow first byte lands in `first_byte`, a connect
+/// that never completes in `connect` (reported at the deadline, while the
+/// connect is still going), and the same phases reach `/metrics`.
+#[test]
+fn phases_show_where_the_time_went() {
+    const SLOW: Duration = Duration::from_millis(1500);
+    let server = FaultServer::start(Reply::ok());
+    let url = server.url("/healthz");
+    let daemon = Daemon::start(
+        &["--no-stats"],
+        &[
+            ("KUBERNARY_CHECKS", "web=http"),
+            ("KUBERNARY_WEB_URL", &url),
+            ("KUBERNARY_WEB_INTERVAL", "1h"),
+            ("KUBERNARY_WEB_TIMEOUT", "3s"),
+        ],
+    );
+
+    let (status, body) = daemon.json("/health/web");
+    assert_eq!(status, 200, "{body}");
+    let phases = &body["web"]["phases_ms"];
+    for phase in ["resolve", "connect", "first_byte", "body"] {
+        assert!(phases[phase].is_number(), "{phase} in {phases}");
+    }
+    assert!(phases.get("tls").is_none(), "plain HTTP has no tls phase: {phases}");
+
+    server.set(Fault::SlowFirstByte(SLOW));
+    let (status, body) = daemon.json("/health/web");
+    assert_eq!(status, 200, "{body}");
+    let (slowest, ms, phases) = slowest_phase(&body["web"]);
+    assert_eq!(slowest, "first_byte", "{phases}");
+    assert!(ms >= SLOW.as_millis() as f64, "first_byte {ms}ms, the server waited {SLOW:?}: {phases}");
+
+    let metrics = daemon.get("/metrics").body;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("kubernary_check_phase_seconds{check=\"web\",phase=\"first_byte\"}"))
+        .unwrap_or_else(|| panic!("no first_byte phase in /metrics:\n{metrics}"));
+    let secs: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(secs >= SLOW.as_secs_f64(), "{line}");
+
+    server.set(Fault::Blackhole);
+    let (status, body) = daemon.json("/health/web");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["web"]["reason"], "timeout", "{body}");
+    let (slowest, ms, phases) = slowest_phase(&body["web"]);
+    assert_eq!(slowest, "connect", "{phases}");
+    eprintln!("phases of a connect that never completes: {phases}");
+    assert!(ms >= 1000.0, "a connect hung until the 3s deadline shows {ms}ms: {phases}");
 }
 
 /// The history's memory: every allocation this thread makes while six
