@@ -88,6 +88,12 @@ impl S3 {
             // virtual hosts, except for names a host name cannot carry.
             None => endpoint.is_some() || !virtual_hostable(&bucket),
         };
+        if !path_style && endpoint.is_none() && !virtual_hostable(&bucket) {
+            log::warn!(
+                "{}=false: bucket {bucket} cannot be a virtual host of AWS (its certificate's *.s3 wildcard covers one label); expect TLS failures, or unset it",
+                settings.var("PATH_STYLE")
+            );
+        }
         let vars = [settings.var("BUCKET"), settings.var("KEY"), settings.var("REGION")];
         let agent = client::agent(tls::root_certs(None)?, false);
         Ok(S3 { bucket, key, region, endpoint, path_style, vars, agent })
