@@ -221,7 +221,7 @@ impl Card<'_> {
         {
             let text: Vec<String> = phases
                 .iter()
-                .map(|(phase, ms)| format!("{} {:.1}ms", esc(phase), ms.as_f64().unwrap_or(0.0)))
+                .map(|(phase, ms)| format!("{} {}", esc(phase), fine_ms(ms.as_f64().unwrap_or(0.0))))
                 .collect();
             let _ = write!(w, "<dt>phases</dt><dd class=\"phases\">{}</dd>", text.join(" \u{b7} "));
         }
@@ -311,6 +311,15 @@ fn sparkline(w: &mut String, samples: &[Sample]) {
         Millis(Duration::from_micros(u64::from(max))),
         Millis(samples[samples.len() - 1].duration())
     );
+}
+
+/// `0.04ms`, `12.3ms`: phases are often far below a millisecond.
+fn fine_ms(ms: f64) -> String {
+    if ms < 10.0 {
+        format!("{ms:.2}ms")
+    } else {
+        format!("{ms:.1}ms")
+    }
 }
 
 fn note_text(value: &serde_json::Value) -> String {

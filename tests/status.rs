@@ -181,7 +181,7 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     let dom = browse(&["--dump-dom"], &url);
     let screenshot = target_dir().join("status.png");
     let _ = std::fs::remove_file(&screenshot);
-    browse(&[&format!("--screenshot={}", screenshot.display()), "--window-size=820,660"], &url);
+    browse(&[&format!("--screenshot={}", screenshot.display()), "--window-size=820,720"], &url);
     assert!(
         std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 1000),
         "no screenshot at {}",
