@@ -215,7 +215,10 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     assert_eq!(cells.len(), 60, "the latest 60 of {PASSING_RUNS} runs");
     assert!(cells.iter().all(|c| c.value().classes().any(|k| k == "ok")), "{}", passing.html());
     let title = cells[59].value().attr("title").unwrap();
-    assert!(title.ends_with("ms \u{b7} passed") && title.contains('T'), "time, duration, reason: {title}");
+    assert!(
+        title.contains("ms \u{b7} passed \u{b7} connect ") && title.contains('T'),
+        "time, duration, reason, phase: {title}"
+    );
     assert_eq!(select(passing, "svg.spark polyline").len(), 1, "a latency sparkline");
 
     assert_eq!(one(failing, ".state"), "failing");
@@ -228,7 +231,7 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     assert_eq!(cells.len(), FAILING_RUNS);
     for cell in &cells {
         assert!(cell.value().classes().any(|k| k == "fail"), "{}", cell.html());
-        assert!(cell.value().attr("title").unwrap().ends_with("\u{b7} connect"), "{}", cell.html());
+        assert!(cell.value().attr("title").unwrap().contains("ms \u{b7} connect \u{b7} "), "{}", cell.html());
     }
     assert_eq!(select(failing, "svg.spark path.failed").len(), FAILING_RUNS, "failed runs are marked");
 
@@ -334,6 +337,16 @@ fn phases_show_where_the_time_went() {
     assert_eq!(slowest, "connect", "{phases}");
     eprintln!("phases of a connect that never completes: {phases}");
     assert!(ms >= 1000.0, "a connect hung until the 3s deadline shows {ms}ms: {phases}");
+    let (_, body) = daemon.json("/health?cached=true&history=true");
+    let slowest: Vec<&str> = body["web"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["slowest_phase"].as_str().unwrap())
+        .collect();
+    // The scheduled first run may or may not have been joined by the first
+    // request; the last two runs are the slow one and the hung one.
+    assert_eq!(slowest[slowest.len() - 2..], ["first_byte", "connect"], "{body}");
 }
 
 /// The history's memory: every allocation this thread makes while six
@@ -348,7 +361,7 @@ fn the_history_costs_a_few_kilobytes() {
     let history = History::new();
     for i in 0..1000u64 {
         for check in checks {
-            history.record(check, Sample { at_ms: i, micros: 1000, reason: None });
+            history.record(check, Sample { at_ms: i, micros: 1000, reason: None, slowest: None });
         }
     }
     let bytes = allocated() - before;
