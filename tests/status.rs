@@ -1,6 +1,6 @@
 //! The status page in a real browser: Debian's chromium, headless, loads
-//! `GET /` from a live daemon (the real binary) with one passing and one
-//! failing check; the test reads the DOM chromium built (`--dump-dom`) and
+//! `GET /` from a live daemon (the real binary) with one passing, one
+//! failing and one not yet run check; the test reads the DOM chromium built (`--dump-dom`) and
 //! checks states, reasons and cell counts, and leaves a screenshot in
 //! `target/status.png` for a person to look at. Also: the page never starts
 //! a run, `/health?history=true` carries the same history, the history's
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use scraper::{ElementRef, Html, Selector};
 use serde_json::Value;
 
-use support::{eventually, Daemon, Fault, FaultServer, Reply};
+use support::{eventually, Daemon, Fault, FaultServer, HangServer, Reply};
 
 /// Runs beyond the history's 60 for the passing check, so the strip is
 /// seen to keep only the latest 60.
@@ -151,16 +151,23 @@ fn one(root: ElementRef<'_>, css: &str) -> String {
 fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     let (up, down) = (accepting_port(), refusing_port());
     let (up_address, down_address) = (format!("127.0.0.1:{up}"), format!("127.0.0.1:{down}"));
+    // A server that never answers, and a timeout longer than the test: the
+    // first run of `slow` is still going while the page is read.
+    let hang = HangServer::start();
+    let slow_url = format!("{}/ready", hang.url());
     // An hour's interval: after the first scheduled run, every run is one
     // this test asks for, so the counts are exact.
     let daemon = Daemon::start(
         &["--no-stats"],
         &[
-            ("KUBERNARY_CHECKS", "up=tcp,down=tcp"),
+            ("KUBERNARY_CHECKS", "up=tcp,down=tcp,slow=http"),
             ("KUBERNARY_UP_ADDRESS", &up_address),
             ("KUBERNARY_UP_INTERVAL", "1h"),
             ("KUBERNARY_DOWN_ADDRESS", &down_address),
             ("KUBERNARY_DOWN_INTERVAL", "1h"),
+            ("KUBERNARY_SLOW_URL", &slow_url),
+            ("KUBERNARY_SLOW_INTERVAL", "1h"),
+            ("KUBERNARY_SLOW_TIMEOUT", "10m"),
         ],
     );
     assert!(
@@ -181,7 +188,7 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     let dom = browse(&["--dump-dom"], &url);
     let screenshot = target_dir().join("status.png");
     let _ = std::fs::remove_file(&screenshot);
-    browse(&[&format!("--screenshot={}", screenshot.display()), "--window-size=820,720"], &url);
+    browse(&[&format!("--screenshot={}", screenshot.display()), "--window-size=820,860"], &url);
     assert!(
         std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 1000),
         "no screenshot at {}",
@@ -204,8 +211,8 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
 
     let checks = select(root, "section.check");
     let names: Vec<_> = checks.iter().map(|c| c.value().attr("data-check").unwrap()).collect();
-    assert_eq!(names, ["up", "down"], "one section per check, in configuration order");
-    let (passing, failing) = (checks[0], checks[1]);
+    assert_eq!(names, ["up", "down", "slow"], "one section per check, in configuration order");
+    let (passing, failing, pending) = (checks[0], checks[1], checks[2]);
 
     assert_eq!(one(passing, ".state"), "passing");
     assert_eq!(one(passing, ".kind"), "tcp");
@@ -235,8 +242,14 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     }
     assert_eq!(select(failing, "svg.spark path.failed").len(), FAILING_RUNS, "failed runs are marked");
 
+    assert_eq!(one(pending, ".state"), "not yet run");
+    assert_eq!(one(pending, ".kind"), "http");
+    assert!(one(pending, ".last-run").starts_with("none yet"), "{}", pending.html());
+    assert!(select(pending, "li.cell").is_empty(), "{}", pending.html());
+    assert!(hang.connections() >= 1, "the slow check's first run is going");
+
     let summary = one(root, "#summary");
-    assert_eq!(summary, "2 checks: 1 failing, 1 passing, 0 not yet run");
+    assert_eq!(summary, "3 checks: 1 failing, 1 passing, 1 not yet run");
 }
 
 /// `/health?history=true` answers the same history as JSON, oldest first,
