@@ -19,6 +19,8 @@ BENCH_RUNS ?= 5
 # `make bench-soak`: how long, in seconds.
 SOAK_SECONDS ?= 600
 RELEASE_BIN := $(CARGO_OUT)/release/kubernary
+# The side-by-side column of `make bench`; BLACKBOX=none leaves it out.
+BLACKBOX ?= prometheus-blackbox-exporter
 BENCH_DRIVER = $(CARGO) run --release --locked --quiet --example bench --
 
 # The container image `make image` builds.
@@ -98,11 +100,11 @@ load: ## load a release kubernary by hand and print the figures (examples/load.r
 	$(CARGO) build --release --bin kubernary --example load
 	$(CARGO_OUT)/release/examples/load $(LOAD_ARGS)
 
-bench-deps: ## install what the benchmark needs (wrk, from Debian's packages)
+bench-deps: ## install what the benchmark needs (wrk, prometheus-blackbox-exporter, from Debian's packages)
 	scripts/bench-deps.sh
 
-bench: bench-deps release static ## build, then measure size, start-up, memory, CPU, /health load; prints a table
-	$(BENCH_DRIVER) --runs $(BENCH_RUNS) --bin static=$(STATIC_BIN) --bin release=$(RELEASE_BIN)
+bench: bench-deps release static ## build, then measure size, start-up, memory, CPU, /health load, beside blackbox_exporter; prints a table
+	$(BENCH_DRIVER) --runs $(BENCH_RUNS) --blackbox $(BLACKBOX) --bin static=$(STATIC_BIN) --bin release=$(RELEASE_BIN)
 
 bench-soak: static ## 10 minutes at one check and one /health per second; RSS at start and end
 	$(BENCH_DRIVER) --soak $(SOAK_SECONDS) --bin static=$(STATIC_BIN)

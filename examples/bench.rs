@@ -23,6 +23,14 @@
 //! - **single flight**: a daemon whose `http` check's backend answers in
 //!   10 ms; 100 clients connect, then send `/health` at the same moment;
 //!   how many requests the backend saw.
+//! - **versus blackbox**: once per run, after the above, kubernary with one
+//!   `tcp` check and Debian's `prometheus-blackbox-exporter` with its
+//!   `tcp_connect` module, both pointed at the same loopback listener of the
+//!   driver's, take turns (first binary, blackbox, second binary, ...) under
+//!   the same wrk load: `/health` against `/probe`. Per process: requests per
+//!   second, CPU (utime + stime) per answered request, peak threads (sampled
+//!   every 2 ms), peak RSS; per run, ours ÷ blackbox. blackbox also gets its
+//!   start-up (exec to the first 200 on `/-/healthy`) and idle RSS measured.
 //!
 //! The load generator is wrk (C, epoll, two threads): on two cores a client
 //! that costs little leaves the CPU to the daemon being measured, and its
@@ -34,7 +42,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -48,6 +56,11 @@ const OVERHEAD_REQUESTS: usize = 1000;
 const BURST: usize = 100;
 /// How long the backend takes to answer `/slow`, as a real backend would.
 const SLOW_BACKEND: Duration = Duration::from_millis(10);
+/// How often the thread count and RSS are sampled under load: often enough
+/// to catch a burst of short-lived threads, cheap enough not to matter.
+const SAMPLE_EVERY: Duration = Duration::from_millis(2);
+/// The column of the other program, Debian's prometheus-blackbox-exporter.
+const BLACKBOX: &str = "blackbox";
 
 fn main() {
     let opts = match Opts::parse(std::env::args().skip(1)) {
@@ -55,7 +68,7 @@ fn main() {
         Err(e) => {
             eprintln!("bench: {e}");
             eprintln!(
-                "usage: bench [--runs N] [--wrk PATH] --bin NAME=PATH ... | --soak SECONDS --bin NAME=PATH"
+                "usage: bench [--runs N] [--wrk PATH] [--blackbox PATH|none] --bin NAME=PATH ... | --soak SECONDS --bin NAME=PATH"
             );
             std::process::exit(2);
         }
@@ -68,7 +81,9 @@ fn main() {
     }
     let machine = machine();
     eprintln!("bench: {machine}");
-    let mut results: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    let blackbox = opts.blackbox.as_deref().map(Blackbox::new);
+    let target = Target::start();
+    let mut results: Results = BTreeMap::new();
     for run in 1..=opts.runs {
         for (name, bin) in &opts.bins {
             eprintln!("bench: run {run}/{} of {name} ({})", opts.runs, bin.display());
@@ -80,12 +95,30 @@ fn main() {
             overhead(bin, &backend, &mut record);
             single_flight(bin, &backend, &mut record);
         }
+        eprintln!("bench: run {run}/{}, tcp check versus blackbox_exporter", opts.runs);
+        versus(&opts, blackbox.as_ref(), &target, &mut results);
     }
     for (name, bin) in &opts.bins {
         let size = std::fs::metadata(bin).map(|m| m.len() as f64).unwrap_or(f64::NAN);
         results.insert((name.as_str(), "size"), vec![size / MIB]);
+        if blackbox.is_some() {
+            let ratios = ratios(&results, name, "tcp_rps");
+            results.insert((name.as_str(), "tcp_ratio"), ratios);
+        }
     }
-    print!("{}", table(&opts, &machine, &results));
+    print!("{}", table(&opts, &machine, blackbox.as_ref(), &results));
+}
+
+/// Every figure's values, one per run, by (column, figure).
+type Results<'a> = BTreeMap<(&'a str, &'static str), Vec<f64>>;
+
+/// `name`'s `key` over blackbox's, run by run: each run's two figures were
+/// measured next to each other, under the same load from the rest of the
+/// machine, so their ratio is steadier than the ratio of the two medians.
+fn ratios(results: &Results, name: &str, key: &'static str) -> Vec<f64> {
+    let ours = results.get(&(name, key)).map_or(&[][..], Vec::as_slice);
+    let theirs = results.get(&(BLACKBOX, key)).map_or(&[][..], Vec::as_slice);
+    ours.iter().zip(theirs).map(|(a, b)| a / b).collect()
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -95,16 +128,26 @@ struct Opts {
     wrk: String,
     bins: Vec<(String, PathBuf)>,
     soak: Option<u64>,
+    /// prometheus-blackbox-exporter, for the side-by-side column; None
+    /// (`--blackbox none`) leaves the column out.
+    blackbox: Option<String>,
 }
 
 impl Opts {
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
-        let mut opts = Opts { runs: 5, wrk: "wrk".into(), bins: Vec::new(), soak: None };
+        let mut opts = Opts {
+            runs: 5,
+            wrk: "wrk".into(),
+            bins: Vec::new(),
+            soak: None,
+            blackbox: Some("prometheus-blackbox-exporter".into()),
+        };
         while let Some(arg) = args.next() {
             let mut value = || args.next().ok_or(format!("{arg} needs a value"));
             match arg.as_str() {
                 "--runs" => opts.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
                 "--wrk" => opts.wrk = value()?,
+                "--blackbox" => opts.blackbox = Some(value()?).filter(|v| v != "none"),
                 "--soak" => opts.soak = Some(value()?.parse().map_err(|e| format!("--soak: {e}"))?),
                 "--bin" => {
                     let v = value()?;
@@ -174,19 +217,8 @@ fn load(bin: &Path, backend: &Backend, wrk: &str, record: &mut Record) {
     record("health_ms", ms(first.duration_since(started)));
     thread::sleep(Duration::from_millis(200));
     let before = daemon.cpu();
-    let url = format!("http://{}/health", daemon.addr);
-    let output = Command::new(wrk)
-        .args(["-t2", &format!("-c{LOAD_CONNECTIONS}"), &format!("-d{LOAD_SECONDS}s")])
-        .args(["--latency", "--timeout", "5s", &url])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| fail(&format!("cannot run {wrk}: {e} (make bench installs it)")));
+    let wrk = run_wrk(wrk, &format!("http://{}/health", daemon.addr));
     let cpu = daemon.cpu() - before;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        fail(&format!("wrk failed: {}\n{text}", String::from_utf8_lossy(&output.stderr)));
-    }
-    let wrk = Wrk::parse(&text).unwrap_or_else(|| fail(&format!("cannot read wrk's output:\n{text}")));
     record("load_errors", wrk.errors as f64);
     let status = daemon.status();
     record("load_rss", status.kib("VmHWM") / 1024.0);
@@ -258,6 +290,132 @@ fn single_flight(bin: &Path, backend: &Backend, record: &mut Record) {
     }
     record("backend_per_100", (backend.requests.load(Ordering::SeqCst) - before) as f64);
     daemon.terminate();
+}
+
+/// One run of the side-by-side: kubernary with one `tcp` check of `target`
+/// and blackbox_exporter probing the same `target`, under the same wrk load,
+/// taking turns: the first binary, blackbox, then the other binaries.
+/// blackbox starts first, so that its idle RSS is read after it has sat idle
+/// while the first binary was measured, as kubernary's is after 5 s.
+fn versus<'a>(opts: &'a Opts, blackbox: Option<&Blackbox>, target: &Target, results: &mut Results<'a>) {
+    let mut theirs = blackbox.map(|blackbox| {
+        let started = Instant::now();
+        let mut daemon = blackbox.start();
+        let first = daemon.first_answer("/-/healthy", |status| status == 200);
+        results.entry((BLACKBOX, "livez_ms")).or_default().push(ms(first.duration_since(started)));
+        (daemon, started)
+    });
+    for (name, bin) in &opts.bins {
+        let tcp = [
+            ("KUBERNARY_CHECKS", "port=tcp".to_string()),
+            ("KUBERNARY_PORT_ADDRESS", target.addr.to_string()),
+        ];
+        let mut daemon = Daemon::start(bin, &tcp);
+        daemon.first_answer("/health", |status| status == 200);
+        thread::sleep(Duration::from_millis(200));
+        let url = format!("http://{}/health", daemon.addr);
+        let mut record = |key: &'static str, value: f64| {
+            results.entry((name.as_str(), key)).or_default().push(value);
+        };
+        under_load(&daemon, &url, &opts.wrk, &mut record);
+        daemon.terminate();
+        if let Some((mut daemon, started)) = theirs.take() {
+            let mut record = |key: &'static str, value: f64| {
+                results.entry((BLACKBOX, key)).or_default().push(value);
+            };
+            sleep_until(started + IDLE_RSS_AT);
+            let status = daemon.status();
+            record("idle_rss", status.kib("VmRSS") / 1024.0);
+            record("idle_anon", status.kib("RssAnon") / 1024.0);
+            record("threads", status.kib("Threads"));
+            let url = format!("http://{}/probe?module=tcp_connect&target={}", daemon.addr, target.addr);
+            under_load(&daemon, &url, &opts.wrk, &mut record);
+            daemon.terminate();
+        }
+    }
+}
+
+/// wrk with 50 connections for 10 s on `url`, while a sampler watches the
+/// daemon's threads; the figures of the side-by-side.
+fn under_load(daemon: &Daemon, url: &str, wrk: &str, record: &mut Record) {
+    let before = stat_cpu(daemon.pid());
+    let sampler = Sampler::start(daemon.pid());
+    let wrk = run_wrk(wrk, url);
+    let threads = sampler.stop();
+    let cpu = stat_cpu(daemon.pid()) - before;
+    let status = daemon.status();
+    record("tcp_rps", wrk.requests / f64::from(LOAD_SECONDS));
+    record("tcp_cpu_per_req_us", cpu.as_secs_f64() * 1e6 / wrk.requests);
+    record("tcp_threads_peak", threads);
+    record("tcp_rss_peak", status.kib("VmHWM") / 1024.0);
+    record("tcp_p99_ms", wrk.p99_ms);
+    record("tcp_errors", wrk.errors as f64);
+}
+
+fn run_wrk(wrk: &str, url: &str) -> Wrk {
+    let output = Command::new(wrk)
+        .args(["-t2", &format!("-c{LOAD_CONNECTIONS}"), &format!("-d{LOAD_SECONDS}s")])
+        .args(["--latency", "--timeout", "5s", url])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| fail(&format!("cannot run {wrk}: {e} (make bench-deps installs it)")));
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        fail(&format!("wrk failed: {}\n{text}", String::from_utf8_lossy(&output.stderr)));
+    }
+    Wrk::parse(&text).unwrap_or_else(|| fail(&format!("cannot read wrk's output:\n{text}")))
+}
+
+/// The most threads a process had, sampled from `/proc/PID/status` every
+/// [`SAMPLE_EVERY`] on a thread of its own until stopped.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<f64>,
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = thread::spawn(move || {
+            let path = format!("/proc/{pid}/status");
+            let mut peak = 0.0f64;
+            while !stopped.load(Ordering::Relaxed) {
+                let threads = ProcStatus(std::fs::read_to_string(&path).unwrap_or_default()).kib("Threads");
+                if threads.is_finite() {
+                    peak = peak.max(threads);
+                }
+                thread::sleep(SAMPLE_EVERY);
+            }
+            peak
+        });
+        Sampler { stop, thread }
+    }
+
+    fn stop(self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the sampler thread")
+    }
+}
+
+/// CPU time of a process as `/proc/PID/stat` has it: utime + stime, in
+/// clock ticks. Coarser than the per-process clock (10 ms at 100 Hz), but
+/// what any process of any language shows, so both columns read it alike.
+fn stat_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    ticks(&stat, hz)
+}
+
+/// utime + stime of a `/proc/PID/stat` line at `hz` ticks per second. The
+/// command name in parentheses may hold spaces and parentheses, so the
+/// fields are counted from the last `)`.
+fn ticks(stat: &str, hz: libc::c_long) -> Duration {
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+    // After `)`: state is field 3, so utime (14) and stime (15) are 11 and 12.
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    Duration::from_nanos(ticks * 1_000_000_000 / hz.max(1) as u64)
 }
 
 /// Ten minutes (or `duration`) at one check and one `/health` per second.
@@ -333,18 +491,28 @@ struct Row {
 #[derive(Clone, Copy)]
 enum Goal {
     AtMost(f64),
+    AtLeast(f64),
 }
 
 impl Goal {
     fn met(self, value: f64) -> bool {
         match self {
             Goal::AtMost(limit) => value <= limit,
+            Goal::AtLeast(limit) => value >= limit,
         }
     }
 
     fn text(self, unit: &str) -> String {
-        match self {
-            Goal::AtMost(limit) => format!("≤ {limit} {unit}"),
+        let (sign, limit) = match self {
+            Goal::AtMost(limit) => ("≤", limit),
+            Goal::AtLeast(limit) => ("≥", limit),
+        };
+        if unit.is_empty() {
+            format!("{sign} {limit}")
+        } else if unit == "×" {
+            format!("{sign} {limit}×")
+        } else {
+            format!("{sign} {limit} {unit}")
         }
     }
 }
@@ -359,10 +527,10 @@ const ROWS: &[Row] = &[
     },
     Row {
         key: "livez_ms",
-        label: "exec to first 200 on /livez",
+        label: "exec to first 200 on /livez (blackbox: /-/healthy)",
         unit: "ms",
         decimals: 2,
-        goal: Some(Goal::AtMost(10.0)),
+        goal: Some(Goal::AtMost(5.0)),
     },
     Row { key: "health_ms", label: "exec to first /health answer", unit: "ms", decimals: 2, goal: None },
     Row {
@@ -436,9 +604,52 @@ const ROWS: &[Row] = &[
         goal: None,
     },
     Row { key: "shutdown_ms", label: "shutdown after SIGTERM, idle", unit: "ms", decimals: 2, goal: None },
+    Row {
+        key: "tcp_rps",
+        label: "one tcp check, wrk -c50: /health (blackbox: /probe) per second",
+        unit: "/s",
+        decimals: 0,
+        goal: None,
+    },
+    Row {
+        key: "tcp_ratio",
+        label: "  ours ÷ blackbox, run by run",
+        unit: "×",
+        decimals: 1,
+        goal: Some(Goal::AtLeast(10.0)),
+    },
+    Row {
+        key: "tcp_cpu_per_req_us",
+        label: "  CPU per answered request (utime+stime)",
+        unit: "µs",
+        decimals: 0,
+        goal: Some(Goal::AtMost(50.0)),
+    },
+    Row {
+        key: "tcp_threads_peak",
+        label: "  peak threads at 50 clients",
+        unit: "",
+        decimals: 0,
+        goal: Some(Goal::AtMost(64.0)),
+    },
+    Row {
+        key: "tcp_rss_peak",
+        label: "  peak RSS at 50 clients",
+        unit: "MiB",
+        decimals: 2,
+        goal: Some(Goal::AtMost(8.0)),
+    },
+    Row { key: "tcp_p99_ms", label: "  latency p99", unit: "ms", decimals: 2, goal: None },
+    Row {
+        key: "tcp_errors",
+        label: "  answers not 200, or socket errors",
+        unit: "",
+        decimals: 0,
+        goal: None,
+    },
 ];
 
-fn table(opts: &Opts, machine: &str, results: &BTreeMap<(&str, &str), Vec<f64>>) -> String {
+fn table(opts: &Opts, machine: &str, blackbox: Option<&Blackbox>, results: &Results) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Machine: {machine}.");
     let _ = writeln!(
@@ -446,10 +657,20 @@ fn table(opts: &Opts, machine: &str, results: &BTreeMap<(&str, &str), Vec<f64>>)
         "Each figure: median of {} runs (min–max); binaries interleaved run by run; sizes are single values.",
         opts.runs
     );
+    let mut columns: Vec<&str> = opts.bins.iter().map(|(name, _)| name.as_str()).collect();
+    if let Some(blackbox) = blackbox {
+        let _ = writeln!(
+            out,
+            "{BLACKBOX}: Debian's prometheus-blackbox-exporter {} ({}), module tcp_connect; goals are kubernary's, \
+             judged on its columns only.",
+            blackbox.version, blackbox.path
+        );
+        columns.push(BLACKBOX);
+    }
     let _ = writeln!(out);
     let mut header = "| figure |".to_string();
     let mut rule = "|---|".to_string();
-    for (name, _) in &opts.bins {
+    for name in &columns {
         let _ = write!(header, " {name} |");
         rule.push_str("---|");
     }
@@ -457,10 +678,10 @@ fn table(opts: &Opts, machine: &str, results: &BTreeMap<(&str, &str), Vec<f64>>)
     let _ = writeln!(out, "{rule}---|");
     for row in ROWS {
         let mut line = format!("| {} |", row.label);
-        for (name, _) in &opts.bins {
-            let cell = match results.get(&(name.as_str(), row.key)) {
-                None => "-".to_string(),
-                Some(values) => cell(values, row),
+        for name in &columns {
+            let cell = match results.get(&(*name, row.key)) {
+                Some(values) if !values.is_empty() => cell(values, row, *name != BLACKBOX),
+                _ => "-".to_string(),
             };
             let _ = write!(line, " {cell} |");
         }
@@ -470,20 +691,26 @@ fn table(opts: &Opts, machine: &str, results: &BTreeMap<(&str, &str), Vec<f64>>)
     out
 }
 
-fn cell(values: &[f64], row: &Row) -> String {
+/// `median unit (min–max)`, and whether the median meets the row's goal
+/// when `judged`.
+fn cell(values: &[f64], row: &Row, judged: bool) -> String {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = percentile(&mut sorted, 50.0);
     let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
     let d = row.decimals;
-    let unit = if row.unit.is_empty() { String::new() } else { format!(" {}", row.unit) };
+    let (space, unit) = match row.unit {
+        "" => ("", ""),
+        "×" => ("", "×"),
+        unit => (" ", unit),
+    };
     let range = if sorted.len() > 1 { format!(" ({min:.d$}–{max:.d$})") } else { String::new() };
     let mark = match row.goal {
-        Some(goal) if goal.met(median) => " met",
-        Some(_) => " **missed**",
-        None => "",
+        Some(goal) if judged && goal.met(median) => " met",
+        Some(_) if judged => " **missed**",
+        _ => "",
     };
-    format!("{median:.d$}{unit}{range}{mark}")
+    format!("{median:.d$}{space}{unit}{range}{mark}")
 }
 
 /// The median for 50: the mean of the two middle values of an even count.
@@ -519,8 +746,7 @@ impl Daemon {
     /// Starts `bin` on a free loopback port with only `env` (and PATH) in its
     /// environment.
     fn start(bin: &Path, env: &[(&'static str, String)]) -> Daemon {
-        let port = TcpListener::bind((LOOPBACK, 0)).and_then(|l| l.local_addr()).expect("a free port").port();
-        let addr: SocketAddr = format!("{LOOPBACK}:{port}").parse().expect("address");
+        let addr = free_addr();
         // The log goes to /dev/null, or to BENCH_DAEMON_LOG=file, for a
         // figure that needs explaining: straight to a file either way, so
         // that what is measured is the daemon, not how fast a reader on
@@ -537,9 +763,14 @@ impl Daemon {
             // BENCH_DAEMON_ENV="A=1,B=2": extra variables, to try a setting
             // (MALLOC_ARENA_MAX=1, RUST_MIN_STACK=...) without a rebuild.
             .envs(extra_env())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(log);
+        Daemon::spawn(command, addr)
+    }
+
+    /// Starts `command`, whose server will listen on `addr`, as a child that
+    /// dies with the driver.
+    fn spawn(mut command: Command, addr: SocketAddr) -> Daemon {
+        command.stdin(Stdio::null()).stdout(Stdio::null());
         // SAFETY: prctl in the child between fork and exec, async-signal-safe.
         // The daemon dies with the driver, however the driver ends.
         unsafe {
@@ -549,7 +780,8 @@ impl Daemon {
                 Ok(())
             });
         }
-        let child = command.spawn().unwrap_or_else(|e| fail(&format!("cannot start {}: {e}", bin.display())));
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command.spawn().unwrap_or_else(|e| fail(&format!("cannot start {program}: {e}")));
         RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(child.id());
         Daemon { child, addr }
     }
@@ -596,14 +828,7 @@ impl Daemon {
         if ok {
             return Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
         }
-        // utime + stime, in clock ticks.
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        Duration::from_nanos(ticks * 1_000_000_000 / hz)
+        stat_cpu(self.pid())
     }
 
     /// Context switches of the threads alive now: each is a wake-up.
@@ -765,6 +990,90 @@ fn answer(stream: TcpStream, requests: &AtomicU64) -> io::Result<()> {
     reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
 }
 
+/// A loopback port nobody listens on now, for a daemon to bind.
+fn free_addr() -> SocketAddr {
+    let port = TcpListener::bind((LOOPBACK, 0)).and_then(|l| l.local_addr()).expect("a free port").port();
+    format!("{LOOPBACK}:{port}").parse().expect("address")
+}
+
+/// What the `tcp` check and blackbox's `tcp_connect` both reach: a loopback
+/// listener that accepts and closes, on a thread of its own.
+struct Target {
+    addr: SocketAddr,
+}
+
+impl Target {
+    fn start() -> Target {
+        let listener = TcpListener::bind((LOOPBACK, 0)).expect("bind the tcp target");
+        let addr = listener.local_addr().expect("tcp target address");
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                drop(stream);
+            }
+        });
+        Target { addr }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The other program: Debian's prometheus-blackbox-exporter.
+
+/// blackbox_exporter's configuration: the `tcp_connect` module of its
+/// example configuration, on IPv4 (the target is 127.0.0.1).
+const BLACKBOX_CONFIG: &str = "modules:\n  tcp_connect:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n";
+
+struct Blackbox {
+    path: String,
+    config: PathBuf,
+    /// `0.23.0`, from `--version`.
+    version: String,
+}
+
+impl Blackbox {
+    fn new(path: &str) -> Blackbox {
+        let output = Command::new(path).arg("--version").output().unwrap_or_else(|e| {
+            fail(&format!(
+                "cannot run {path}: {e} (make bench-deps installs it; --blackbox none leaves it out)"
+            ))
+        });
+        // Older releases print the version on stderr, newer on stdout.
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let version = blackbox_version(&text).unwrap_or_else(|| "(version unknown)".into());
+        let config =
+            std::env::temp_dir().join(format!("kubernary-bench-blackbox-{}.yml", std::process::id()));
+        std::fs::write(&config, BLACKBOX_CONFIG)
+            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", config.display())));
+        Blackbox { path: path.to_string(), config, version }
+    }
+
+    fn start(&self) -> Daemon {
+        let addr = free_addr();
+        let mut command = Command::new(&self.path);
+        command
+            .arg(format!("--config.file={}", self.config.display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=error")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stderr(Stdio::null());
+        Daemon::spawn(command, addr)
+    }
+}
+
+impl Drop for Blackbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// `0.23.0` from `blackbox_exporter, version 0.23.0 (branch: ...)`.
+fn blackbox_version(text: &str) -> Option<String> {
+    let rest = &text[text.find("version ")? + "version ".len()..];
+    let version = rest.split_whitespace().next()?;
+    Some(version.to_string())
+}
+
 // ---------------------------------------------------------------------------
 // wrk's output.
 
@@ -864,6 +1173,54 @@ Requests/sec:  12345.60
         assert_eq!(percentile(&mut [4.0, 1.0, 2.0, 3.0], 50.0), 2.5);
         let mut hundred: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentile(&mut hundred, 99.0), 99.0);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_past_an_awkward_name() {
+        // Fields 14 and 15 (utime, stime) are 70 and 30; the name holds
+        // a space and a `)`, as a process may call itself.
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 70 30 0 0 20 0 3 0 5 1000 200";
+        assert_eq!(ticks(stat, 100), Duration::from_secs(1));
+        assert_eq!(ticks(stat, 1000), Duration::from_millis(100));
+        assert_eq!(ticks("", 100), Duration::ZERO);
+    }
+
+    #[test]
+    fn reads_blackbox_version() {
+        let text = "blackbox_exporter, version 0.23.0 (branch: debian/sid, revision: 0.23.0-4+b4)\n  build user: x\n";
+        assert_eq!(blackbox_version(text).as_deref(), Some("0.23.0"));
+        assert_eq!(blackbox_version("nothing here"), None);
+    }
+
+    #[test]
+    fn ratios_pair_runs() {
+        let mut results: Results = BTreeMap::new();
+        results.insert(("static", "tcp_rps"), vec![100.0, 300.0, 50.0]);
+        results.insert((BLACKBOX, "tcp_rps"), vec![10.0, 20.0]);
+        assert_eq!(ratios(&results, "static", "tcp_rps"), vec![10.0, 15.0]);
+        assert!(ratios(&results, "release", "tcp_rps").is_empty());
+    }
+
+    #[test]
+    fn goals_judge_our_columns_only() {
+        let ratio = ROWS.iter().find(|r| r.key == "tcp_ratio").unwrap();
+        assert_eq!(cell(&[9.0, 12.0, 11.0], ratio, true), "11.0× (9.0–12.0) met");
+        assert_eq!(cell(&[9.0], ratio, true), "9.0× **missed**");
+        assert_eq!(cell(&[9.0], ratio, false), "9.0×");
+        let threads = ROWS.iter().find(|r| r.key == "tcp_threads_peak").unwrap();
+        assert_eq!(cell(&[65.0], threads, true), "65 **missed**");
+        assert_eq!(threads.goal.unwrap().text(threads.unit), "≤ 64");
+        assert_eq!(ratio.goal.unwrap().text(ratio.unit), "≥ 10×");
+    }
+
+    #[test]
+    fn parses_blackbox_option() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>().into_iter();
+        let bin = format!("x={}", std::env::current_exe().unwrap().display());
+        let opts = Opts::parse(args(&["--bin", &bin])).unwrap();
+        assert_eq!(opts.blackbox.as_deref(), Some("prometheus-blackbox-exporter"));
+        let opts = Opts::parse(args(&["--blackbox", "none", "--bin", &bin])).unwrap();
+        assert_eq!(opts.blackbox, None);
     }
 
     #[test]

@@ -101,6 +101,24 @@ install_moto() {
   echo "moto $MOTO_VERSION: installed at $dir"
 }
 
+# Debian packages the tests drive as real clients: chromium renders the
+# status page (tests/status.rs), promtool checks the alerting rules and the
+# dashboard's queries (tests/deploy.rs). Skipped when already installed.
+install_debian() {
+  local program="$1" package="$2"
+  if command -v "$program" >/dev/null 2>&1; then
+    echo "$package: already present ($(command -v "$program"))"
+    return
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "test-deps: $program is missing and this is not Debian: install the package that provides it" >&2
+    exit 1
+  fi
+  apt-get update -o DPkg::Lock::Timeout=600 -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "$package"
+  echo "$package: installed ($(command -v "$program"))"
+}
+
 # podman builds the container image in tests/container.rs (Debian's builds a
 # FROM scratch image offline, with vfs storage and chroot isolation). Needs
 # root and apt-get; elsewhere that test says it skips.
@@ -118,3 +136,5 @@ install_podman() {
 install_rclone
 install_moto
 install_podman
+install_debian chromium chromium
+install_debian promtool prometheus

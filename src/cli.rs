@@ -1,17 +1,24 @@
 //! The command line, kept apart from the daemon: argh for the flags, plus
-//! what kingpin gave the seed's users and argh lacks: `--flag=value`, and a
-//! `KUBERNARY_*` variable behind every flag (the command line wins).
+//! what kingpin gave the Go original's users and argh lacks: `--flag=value`,
+//! `--no-<switch>`, and a `KUBERNARY_*` variable behind every flag (the
+//! command line wins).
+//!
+//! [`Args`] is the one table of flags: each field's help names its variable
+//! (`[env KUBERNARY_X]`), and [`flags`] reads the table back from argh, so
+//! that a new flag is one field (and one line in [`resolve`]) and gets
+//! `--x=value`, `--no-x`, its variable and the start-up check that no check
+//! name collides with it, with nothing else to keep in step.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FlagInfoKind, FromArgs};
 
-use crate::checks::settings::parse_bool;
+use crate::boolean::parse_bool;
 use crate::duration;
 
 /// Checks whether your Kubernetes cluster works.
-#[derive(FromArgs, Debug, Default)]
+#[derive(FromArgs, ArgsInfo, Debug, Default)]
 #[argh(
     note = "`kubernary probe [<url>]` probes a running kubernary over HTTP, for container health checks; see `kubernary probe --help`.\n--help-long and --help-man print this help too, as they did in the Go original (kingpin)."
 )]
@@ -110,8 +117,48 @@ pub enum Exit {
     Error(String),
 }
 
-const SWITCHES: &[&str] =
-    &["--no-stats", "--debug", "-d", "--no-quitquitquit", "--version", "--access-log", "--cached-health"];
+/// A flag, as [`Args`] declares it.
+#[derive(Debug, Clone)]
+pub struct Flag {
+    /// `--listen`.
+    pub long: &'static str,
+    pub short: Option<char>,
+    /// True for a switch (a boolean flag).
+    pub switch: bool,
+    /// The variable behind it, from `[env KUBERNARY_X]` in its help.
+    pub var: Option<&'static str>,
+}
+
+/// Every flag of [`Args`], `--help` and `--version` included, from argh's
+/// own record of them.
+pub fn flags() -> Vec<Flag> {
+    Args::get_args_info()
+        .flags
+        .iter()
+        .map(|f| Flag {
+            long: f.long,
+            short: f.short,
+            switch: matches!(f.kind, FlagInfoKind::Switch),
+            var: env_var(f.description),
+        })
+        .collect()
+}
+
+/// Every `KUBERNARY_*` variable the daemon reads for its own settings (not
+/// a check's): no check may be named so that it would read one of these.
+pub fn variables() -> Vec<&'static str> {
+    let info = Args::get_args_info();
+    let positionals = info.positionals.iter().filter_map(|p| env_var(p.description));
+    flags().into_iter().filter_map(|f| f.var).chain(positionals).collect()
+}
+
+/// `KUBERNARY_X` from a help text that ends `[env KUBERNARY_X]` (or
+/// `[env KUBERNARY_X, comma-separated]`).
+fn env_var(help: &'static str) -> Option<&'static str> {
+    let (_, rest) = help.split_once("[env ")?;
+    let end = rest.find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))?;
+    Some(&rest[..end]).filter(|v| !v.is_empty())
+}
 
 /// Parses `argv` (without the program name) against `env`.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, Exit> {
@@ -127,7 +174,7 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Op
         .iter()
         .map(|a| if a == "--help-long" || a == "--help-man" { "--help".to_string() } else { a.clone() })
         .collect();
-    let (argv, off) = split_equals(&argv)?;
+    let (argv, set) = split_equals(&argv)?;
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match Args::from_args(&["kubernary"], &refs) {
         Ok(args) => args,
@@ -141,7 +188,7 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Op
     if args.version {
         return Err(Exit::Version);
     }
-    resolve(args, &off, env).map_err(Exit::Error)
+    resolve(args, &set, env).map_err(Exit::Error)
 }
 
 /// Whether `arg` is this program's own path: the image's `/kubernary/kubernary`,
@@ -154,12 +201,18 @@ fn names_this_program(arg: &str) -> bool {
     arg.contains('/') && matches!((std::fs::canonicalize(arg), own), (Ok(a), Ok(b)) if a == b)
 }
 
-/// `--listen=:10002` becomes `--listen :10002`; `--debug=true` becomes
-/// `--debug`, as kingpin read them. `--debug=false` is returned apart, as a
-/// switch turned off on the command line, which beats the environment.
-fn split_equals(argv: &[String]) -> Result<(Vec<String>, Vec<String>), Exit> {
+/// Switches set on the command line, by their long name: `--debug`,
+/// `-d`, `--debug=<any true or false>` and `--no-debug` (kingpin's negation,
+/// offered for every switch), the last one given winning. They beat the
+/// environment, so they are taken out here; argh sees the rest, with
+/// `--listen=:10002` turned into `--listen :10002` as kingpin read it.
+type Switches = Vec<(&'static str, bool)>;
+
+fn split_equals(argv: &[String]) -> Result<(Vec<String>, Switches), Exit> {
+    let switches: Vec<Flag> = flags().into_iter().filter(|f| f.switch && f.var.is_some()).collect();
+    let named = |name: &str| switches.iter().find(|f| f.long == name).map(|f| f.long);
     let mut out = Vec::with_capacity(argv.len() + 2);
-    let mut off = Vec::new();
+    let mut set = Switches::new();
     let mut rest = argv.iter();
     while let Some(arg) = rest.next() {
         if arg == "--" {
@@ -167,57 +220,52 @@ fn split_equals(argv: &[String]) -> Result<(Vec<String>, Vec<String>), Exit> {
             out.extend(rest.cloned());
             break;
         }
-        match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                if SWITCHES.contains(&flag) {
-                    match parse_bool(value) {
-                        Some(true) => out.push(flag.to_string()),
-                        Some(false) => off.push(flag.to_string()),
-                        None => {
-                            return Err(Exit::Error(format!("{flag}: expected true or false, got {value:?}")))
-                        }
-                    }
-                } else {
+        let (flag, value) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
+            _ => (arg.as_str(), None),
+        };
+        let short = switches.iter().find(|f| f.short.is_some_and(|c| flag == format!("-{c}")));
+        // `--no-stats` is a switch of its own; `--no-debug` negates `--debug`.
+        let (long, negated) = match (named(flag), short) {
+            (Some(long), _) => (long, false),
+            (None, Some(f)) if value.is_none() => (f.long, false),
+            (None, _) => match flag.strip_prefix("--no-").and_then(|rest| named(&format!("--{rest}"))) {
+                Some(long) => (long, true),
+                None => {
                     out.push(flag.to_string());
-                    out.push(value.to_string());
+                    out.extend(value.map(str::to_string));
+                    continue;
                 }
-            }
-            // kingpin's negation of a switch: `--no-debug` is `--debug=false`.
-            None if arg
-                .strip_prefix("--no-")
-                .is_some_and(|s| SWITCHES.contains(&format!("--{s}").as_str())) =>
-            {
-                off.push(format!("--{}", &arg[5..]))
-            }
-            _ => out.push(arg.clone()),
-        }
+            },
+        };
+        let on = match value {
+            None => true,
+            Some(text) => parse_bool(text).ok_or_else(|| {
+                Exit::Error(format!(
+                    "{flag}: expected true or false (or 1, 0, t, f, yes, no, on, off), got {text:?}"
+                ))
+            })?,
+        };
+        set.push((long, on != negated));
     }
-    Ok((out, off))
+    Ok((out, set))
 }
 
-fn resolve(args: Args, off: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Options, String> {
+fn resolve(args: Args, set: &Switches, env: &dyn Fn(&str) -> Option<String>) -> Result<Options, String> {
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-    // The switch's flag spellings, so that `--flag=false` beats the variable.
-    let flags = |name: &str| -> &'static [&'static str] {
-        match name {
-            "KUBERNARY_NO_STATS" => &["--no-stats"],
-            "KUBERNARY_DEBUG" => &["--debug", "-d"],
-            "KUBERNARY_NO_QUITQUITQUIT" => &["--no-quitquitquit"],
-            "KUBERNARY_CACHED_HEALTH" => &["--cached-health"],
-            "KUBERNARY_ACCESS_LOG" => &["--access-log"],
-            _ => &[],
+    let all = flags();
+    // A switch's value: the last time the command line set it, else its
+    // variable, else off. (`given` is argh's, which never sees a switch.)
+    let switch = |given: bool, var: &str| -> Result<bool, String> {
+        let long = all.iter().find(|f| f.switch && f.var == Some(var)).map(|f| f.long);
+        if let Some((_, on)) = set.iter().rev().find(|(flag, _)| Some(*flag) == long) {
+            return Ok(*on);
         }
-    };
-    let switch = |given: bool, name: &str| -> Result<bool, String> {
-        if off.iter().any(|f| flags(name).contains(&f.as_str())) {
-            return Ok(false);
-        }
-        if given {
-            return Ok(true);
-        }
-        match env(name) {
-            None => Ok(false),
-            Some(v) => parse_bool(&v).ok_or_else(|| format!("{name}: expected true or false, got {v:?}")),
+        match env(var) {
+            None => Ok(given),
+            Some(v) => parse_bool(&v).ok_or_else(|| {
+                format!("{var}: expected true or false (or 1, 0, t, f, yes, no, on, off), got {v:?}")
+            }),
         }
     };
     // A value from the command line is named by its flag in errors, one from
@@ -371,7 +419,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_defaults() {
+    fn the_go_originals_defaults() {
         let o = parse_with(&["statsd:8125"], &[]).unwrap();
         assert_eq!(o.statsd.as_deref(), Some("statsd:8125"));
         assert_eq!(o.close_after, Duration::from_secs(60));
@@ -412,6 +460,90 @@ mod tests {
         assert_eq!(o.kill_after, Duration::from_secs(3));
         assert_eq!(o.statsd.as_deref(), Some("cli:8125"));
         assert!(parse_with(&[], &[("KUBERNARY_NO_STATS", "true")]).unwrap().statsd.is_none());
+    }
+
+    /// Every way to spell true or false: Go's `strconv.ParseBool` (what the
+    /// Go original's users have in their manifests) and ours.
+    const TRUE: &[&str] = &["1", "t", "T", "TRUE", "true", "True", "yes", "on", "YES", "On"];
+    const FALSE: &[&str] = &["0", "f", "F", "FALSE", "false", "False", "no", "off", "NO", "Off"];
+
+    /// What the parsed options say of a switch. A new switch must be added
+    /// here, or the table test below fails naming it.
+    fn switch_value(o: &Options, long: &str) -> bool {
+        match long {
+            "--no-stats" => o.statsd.is_none(),
+            "--debug" => o.debug,
+            "--no-quitquitquit" => !o.quitquitquit,
+            "--cached-health" => o.cached_health,
+            "--access-log" => o.access_log,
+            other => {
+                panic!("{other}: a switch this test does not know; say in switch_value how Options shows it")
+            }
+        }
+    }
+
+    /// Every switch × every command-line form × its variable unset or set
+    /// to every spelling: the command line wins, then the variable, then off.
+    #[test]
+    fn every_switch_in_every_spelling_on_the_command_line_and_in_its_variable() {
+        let switches: Vec<Flag> = flags().into_iter().filter(|f| f.switch && f.var.is_some()).collect();
+        assert!(switches.len() >= 4, "{switches:?}");
+        let spellings = || TRUE.iter().map(|s| (*s, true)).chain(FALSE.iter().map(|s| (*s, false)));
+        let mut cases = 0;
+        for flag in &switches {
+            let var = flag.var.unwrap();
+            // (argv, what the command line says, if anything)
+            let mut forms: Vec<(Vec<String>, Option<bool>)> = vec![
+                (vec![], None),
+                (vec![flag.long.to_string()], Some(true)),
+                (vec![format!("--no-{}", &flag.long[2..])], Some(false)),
+                (vec![flag.long.to_string(), format!("--no-{}", &flag.long[2..])], Some(false)),
+                (vec![format!("--no-{}", &flag.long[2..]), flag.long.to_string()], Some(true)),
+            ];
+            if let Some(c) = flag.short {
+                forms.push((vec![format!("-{c}")], Some(true)));
+            }
+            forms.extend(spellings().map(|(text, on)| (vec![format!("{}={text}", flag.long)], Some(on))));
+            let envs = std::iter::once((None, None)).chain(spellings().map(|(t, on)| (Some(t), Some(on))));
+            for (env_text, env_on) in envs {
+                for (argv, cli_on) in &forms {
+                    let mut argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    argv.push("s:1");
+                    let env: Vec<(&str, &str)> = env_text.map(|t| (var, t)).into_iter().collect();
+                    let options =
+                        parse_with(&argv, &env).unwrap_or_else(|e| panic!("{argv:?} with {env:?}: {e:?}"));
+                    let expected = cli_on.or(env_on).unwrap_or(false);
+                    assert_eq!(switch_value(&options, flag.long), expected, "{argv:?} with {env:?}");
+                    cases += 1;
+                }
+            }
+        }
+        println!("{cases} cases over {} switches", switches.len());
+    }
+
+    #[test]
+    fn a_switch_with_a_value_that_is_no_boolean_is_refused() {
+        let e = error(&["--debug=maybe", "s:1"], &[]);
+        assert!(e.starts_with("--debug: expected true or false"), "{e}");
+        let e = error(&["s:1"], &[("KUBERNARY_CACHED_HEALTH", "sure")]);
+        assert!(e.starts_with("KUBERNARY_CACHED_HEALTH: expected true or false"), "{e}");
+    }
+
+    #[test]
+    fn the_daemon_variables_come_from_the_help() {
+        let vars = variables();
+        for var in [
+            "KUBERNARY_NO_STATS",
+            "KUBERNARY_LISTEN",
+            "KUBERNARY_HTTP_IDLE_TIMEOUT",
+            "KUBERNARY_TAGS",
+            "KUBERNARY_STATSD",
+        ] {
+            assert!(vars.contains(&var), "{var} missing from {vars:?}");
+        }
+        // Every flag but --help and --version has a variable.
+        let without: Vec<_> = flags().into_iter().filter(|f| f.var.is_none()).map(|f| f.long).collect();
+        assert_eq!(without, ["--help", "--version"]);
     }
 
     #[test]
@@ -457,7 +589,7 @@ mod tests {
     }
 
     #[test]
-    fn help_reads_like_the_seed() {
+    fn help_reads_like_the_go_original() {
         let Err(Exit::Help(text)) = parse_with(&["--help"], &[]) else { panic!("no help") };
         for needle in [
             "--no-stats",

@@ -22,7 +22,7 @@ pub const BODY_LIMIT: u64 = 1024 * 1024;
 /// An agent with the given roots, no redirects unless asked, statuses handed
 /// back rather than turned into errors (the check judges them), and the
 /// proxy the environment names (`HTTPS_PROXY`, `NO_PROXY`, ...), as the
-/// pod's other clients and the seed's Go SDK use it.
+/// pod's other clients and the Go original's AWS SDK use it.
 /// No connection is kept for the next run either: each run connects and
 /// shakes hands afresh, so a broken listener or certificate shows at once,
 /// and no run fails on a pooled connection the server has just closed.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::checks::{self, Settings};
+use crate::cli;
 use crate::runs::{Entry, Spec};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -15,7 +16,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub fn checks(env: &HashMap<String, String>) -> Result<Vec<Arc<Entry>>, String> {
     let list = match env.get("KUBERNARY_CHECKS").map(|v| v.trim()).filter(|v| !v.is_empty()) {
         Some(list) => list.to_string(),
-        // The seed ran its S3 check whenever a bucket was given.
+        // The Go original ran its S3 check whenever a bucket was given.
         None if env.get("KUBERNARY_S3_BUCKET").is_some_and(|b| !b.trim().is_empty()) => "s3".to_string(),
         None => {
             return Err(format!(
@@ -44,6 +45,7 @@ pub fn checks(env: &HashMap<String, String>) -> Result<Vec<Arc<Entry>>, String> 
             ));
         }
         let settings = Settings::new(name, env);
+        reads_no_daemon_variable(name, kind, &settings)?;
         let interval = settings.duration("INTERVAL", DEFAULT_INTERVAL)?;
         let timeout = settings.duration("TIMEOUT", DEFAULT_TIMEOUT)?;
         if interval.is_zero() {
@@ -76,6 +78,25 @@ pub fn checks(env: &HashMap<String, String>) -> Result<Vec<Arc<Entry>>, String> 
     Ok(entries)
 }
 
+/// A check reads `KUBERNARY_<NAME>_<KEY>`: a check named `http-idle` would
+/// read `KUBERNARY_HTTP_IDLE_TIMEOUT`, which sets the daemon's
+/// `--http-idle-timeout`. Refused, rather than one setting meaning two things.
+fn reads_no_daemon_variable(name: &str, kind: &str, settings: &Settings) -> Result<(), String> {
+    let daemon = cli::variables();
+    let keys = checks::COMMON_KEYS.iter().chain(checks::keys(kind).unwrap_or_default());
+    for key in keys {
+        let var = settings.var(key);
+        if daemon.contains(&var.as_str()) {
+            let flag = cli::flags().into_iter().find(|f| f.var == Some(var.as_str())).map(|f| f.long);
+            let owner = flag.map(|f| format!(" ({f})")).unwrap_or_default();
+            return Err(format!(
+                "KUBERNARY_CHECKS: check {name:?} would read its {key} from {var}, which is the daemon's own setting{owner}; give the check another name"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +106,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bucket_alone_means_the_seeds_s3_check() {
+    fn a_bucket_alone_means_the_go_originals_s3_check() {
         crate::tls::install_crypto_provider();
         let entries = checks(&env(&[("KUBERNARY_S3_BUCKET", "b")])).unwrap();
         assert_eq!(entries.len(), 1);
@@ -123,6 +144,13 @@ mod tests {
         assert!(err(&[("KUBERNARY_CHECKS", "a-b=s3,a_b=s3"), ("KUBERNARY_A_B_BUCKET", "b")])
             .contains("would both read KUBERNARY_A_B_*"));
         assert!(err(&[("KUBERNARY_CHECKS", "a b=s3")]).contains("may hold only"));
+        assert_eq!(
+            err(&[("KUBERNARY_CHECKS", "http-idle=http"), ("KUBERNARY_HTTP_IDLE_URL", "http://127.0.0.1:1/")]),
+            "KUBERNARY_CHECKS: check \"http-idle\" would read its TIMEOUT from KUBERNARY_HTTP_IDLE_TIMEOUT, which is the daemon's own setting (--http-idle-timeout); give the check another name"
+        );
+        // A name that only shares a prefix with a daemon variable is fine.
+        let http = [("KUBERNARY_CHECKS", "http"), ("KUBERNARY_HTTP_URL", "http://127.0.0.1:1/")];
+        assert_eq!(checks(&env(&http)).unwrap()[0].name, "http");
         assert!(err(&[("KUBERNARY_S3_BUCKET", "b"), ("KUBERNARY_S3_TIMEOUT", "2")])
             .starts_with("KUBERNARY_S3_TIMEOUT: invalid duration"));
     }

@@ -24,6 +24,7 @@ pub trait Check: Send + Sync {
 
 /// Why a check failed, in a word a machine can switch on. The words are part
 /// of the `/health` JSON and of metric tags, so they never change meaning.
+/// docs/operations.md says what each means and what to do about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     Timeout,
@@ -36,11 +37,34 @@ pub enum Reason {
     Credentials,
     /// The credentials work, but belong to someone else (`identity`).
     WrongIdentity,
+    /// The backend says our settings are wrong, and how to fix them (the
+    /// bucket is in another region).
+    Config,
+    /// The node's clock is too far from the backend's for a signature to
+    /// be accepted: every AWS client on the node fails the same way.
+    ClockSkew,
     Internal,
     ShuttingDown,
 }
 
 impl Reason {
+    /// Every reason, for documentation and tests.
+    pub const ALL: &'static [Reason] = &[
+        Reason::Timeout,
+        Reason::Dns,
+        Reason::Connect,
+        Reason::Tls,
+        Reason::HttpStatus,
+        Reason::Denied,
+        Reason::NotFound,
+        Reason::Credentials,
+        Reason::WrongIdentity,
+        Reason::Config,
+        Reason::ClockSkew,
+        Reason::Internal,
+        Reason::ShuttingDown,
+    ];
+
     /// The reason for an unwanted HTTP status.
     pub fn for_status(status: u16) -> Reason {
         match status {
@@ -61,6 +85,8 @@ impl Reason {
             Reason::NotFound => "not_found",
             Reason::Credentials => "credentials",
             Reason::WrongIdentity => "wrong_identity",
+            Reason::Config => "config",
+            Reason::ClockSkew => "clock_skew",
             Reason::Internal => "internal",
             Reason::ShuttingDown => "shutting_down",
         }

@@ -8,8 +8,9 @@ use log::{debug, info, warn};
 
 use crate::cli::Options;
 use crate::duration::Go;
+use crate::logging;
 use crate::metrics::Metrics;
-use crate::record::{self, Sink};
+use crate::record::Sink;
 use crate::runs::Runner;
 use crate::server::{self, App};
 use crate::shutdown::{self, Shutdown};
@@ -50,7 +51,8 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
         .map(|e| format!("{} ({}, every {}, timeout {})", e.name, e.kind, Go(e.interval), Go(e.timeout)))
         .collect();
     // Where settled results go: one line per sink.
-    let sinks: Vec<Arc<dyn Sink>> = vec![metrics.clone(), Arc::new(record::Log)];
+    let sinks: Vec<Arc<dyn Sink>> =
+        vec![metrics.clone(), Arc::new(logging::Log), Arc::new(crate::history::Recorder)];
     let runner = Arc::new(Runner::new(entries, sinks));
     let shutdown = Shutdown::new();
     let app = Arc::new(App::new(runner.clone(), metrics, shutdown.clone(), &options, port));

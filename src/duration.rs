@@ -1,4 +1,4 @@
-//! Go's duration syntax (`500ms`, `2s`, `1m30s`, `1h`), because the seed's
+//! Go's duration syntax (`500ms`, `2s`, `1m30s`, `1h`), because the Go original's
 //! users wrote their flags and environment in it and we keep their configs.
 
 use std::fmt;

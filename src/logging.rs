@@ -23,6 +23,17 @@ pub mod json;
 
 pub use events::{request, run, started};
 
+/// The log lines for each result (see [`run`]): failures and changes of
+/// state at the default level, passes at debug. The logger queues lines,
+/// so this never blocks.
+pub struct Log;
+
+impl crate::record::Sink for Log {
+    fn settled(&self, record: &crate::record::Record) {
+        run(record);
+    }
+}
+
 use std::io::{self, Write};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

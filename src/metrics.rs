@@ -116,8 +116,12 @@ impl MetricSink for ChannelSink {
 /// The sender thread's state.
 struct Courier {
     address: String,
+    /// What `address` resolved to, in the resolver's order.
+    targets: Vec<SocketAddr>,
+    /// The target in use: the first, until one refuses.
+    at: usize,
+    /// Connected to `targets[at]`, opened when first needed.
     socket: Option<UdpSocket>,
-    target: Option<SocketAddr>,
     next_resolve: Instant,
     dropped: Arc<AtomicU64>,
     /// Whether the last problem was already logged, so a statsd that stays
@@ -125,9 +129,37 @@ struct Courier {
     warned: bool,
 }
 
+/// What to do after a send failed.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterError {
+    /// The socket's buffer is full: this datagram is lost, the socket is fine.
+    Lost,
+    /// Nothing listens at this address (a refusal the kernel learnt of from
+    /// an earlier datagram): the line goes to the next address.
+    NextAddress,
+    /// Anything else: start afresh with a new socket and lookup, soon.
+    Reset,
+}
+
+fn after_error(err: &io::Error) -> AfterError {
+    match err.kind() {
+        io::ErrorKind::WouldBlock => AfterError::Lost,
+        io::ErrorKind::ConnectionRefused => AfterError::NextAddress,
+        _ => AfterError::Reset,
+    }
+}
+
 impl Courier {
     fn new(address: String, dropped: Arc<AtomicU64>) -> Courier {
-        Courier { address, socket: None, target: None, next_resolve: Instant::now(), dropped, warned: false }
+        Courier {
+            address,
+            targets: Vec::new(),
+            at: 0,
+            socket: None,
+            next_resolve: Instant::now(),
+            dropped,
+            warned: false,
+        }
     }
 
     fn run(mut self, queue: Receiver<String>) {
@@ -137,74 +169,92 @@ impl Courier {
     }
 
     fn send(&mut self, line: &str) {
-        if self.socket.is_none() || Instant::now() >= self.next_resolve {
+        if Instant::now() >= self.next_resolve {
             self.resolve();
         }
-        let (Some(target), Some(socket)) = (self.target, self.socket.as_ref()) else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        match socket.send(line.as_bytes()) {
-            Ok(_) => {
-                if self.warned {
-                    info!("statsd: sending to {} ({target}) again", self.address);
-                    self.warned = false;
+        // Each address at most once per line: a name that resolves to an
+        // IPv6 address first while statsd listens on IPv4 only still gets
+        // every line but the one that found out.
+        for _ in 0..self.targets.len() {
+            let target = self.targets[self.at];
+            let Some(socket) = self.socket() else { break };
+            let err = match socket.send(line.as_bytes()) {
+                Ok(_) => {
+                    if self.warned {
+                        info!("statsd: sending to {} ({target})", self.address);
+                        self.warned = false;
+                    }
+                    return;
+                }
+                Err(err) => err,
+            };
+            match after_error(&err) {
+                AfterError::Lost => break,
+                AfterError::NextAddress => {
+                    self.warn(format!("{} ({target}) refused: {err}", self.address));
+                    self.at = (self.at + 1) % self.targets.len();
+                    self.socket = None;
+                }
+                AfterError::Reset => {
+                    self.warn(format!("cannot send to {} ({target}): {err}", self.address));
+                    self.socket = None;
+                    self.next_resolve = Instant::now() + RETRY_AFTER;
+                    break;
                 }
             }
-            Err(e) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                let message = format!("cannot send to {} ({target}): {e}", self.address);
-                self.warn(message);
-                // Refused (statsd is down or moved) or worse: start afresh
-                // with a new socket and a new lookup, soon but not at once.
-                self.socket = None;
-                self.next_resolve = Instant::now() + RETRY_AFTER;
-            }
         }
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn resolve(&mut self) {
-        if self.socket.is_none() && Instant::now() < self.next_resolve {
-            return; // waiting out RETRY_AFTER after a failure
-        }
-        let found = self.address.to_socket_addrs().map(|mut addrs| addrs.next());
-        let target = match found {
-            Ok(Some(target)) => target,
-            Ok(None) => {
-                let message =
-                    format!("{} resolves to no address; metrics are dropped until it does", self.address);
-                self.warn(message);
-                self.next_resolve = Instant::now() + RETRY_AFTER;
-                return;
-            }
-            Err(e) => {
-                // Keep a socket that works: a DNS blip should not stop metrics.
-                let message =
-                    format!("cannot resolve {}: {e}; metrics are dropped until it resolves", self.address);
-                self.warn(message);
-                self.next_resolve = Instant::now() + RETRY_AFTER;
-                return;
-            }
-        };
-        if self.target != Some(target) || self.socket.is_none() {
-            if self.target != Some(target) {
-                debug!("statsd: {} is {target}", self.address);
-            }
+    /// The socket to the target in use, opened if need be.
+    fn socket(&mut self) -> Option<&UdpSocket> {
+        if self.socket.is_none() {
+            let target = *self.targets.get(self.at)?;
             // A connected socket learns of refusals (ICMP) on its next send.
             let bind: SocketAddr =
                 if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-            let socket = UdpSocket::bind(bind).and_then(|s| {
+            let opened = UdpSocket::bind(bind).and_then(|s| {
                 s.connect(target)?;
                 s.set_nonblocking(true)?;
                 Ok(s)
             });
-            match socket {
+            match opened {
                 Ok(socket) => self.socket = Some(socket),
                 Err(e) => self.warn(format!("cannot open a UDP socket to {target}: {e}")),
             }
         }
-        self.target = Some(target);
-        self.next_resolve = Instant::now() + RESOLVE_EVERY;
+        self.socket.as_ref()
+    }
+
+    fn resolve(&mut self) {
+        let found: Result<Vec<SocketAddr>, String> = match self.address.to_socket_addrs() {
+            Ok(addrs) => Ok(addrs.collect()),
+            Err(e) => Err(format!("cannot resolve {}: {e}", self.address)),
+        };
+        match found {
+            Ok(targets) if !targets.is_empty() => {
+                if targets != self.targets {
+                    debug!("statsd: {} is {targets:?}", self.address);
+                    self.targets = targets;
+                    self.at = 0;
+                    self.socket = None;
+                }
+                self.next_resolve = Instant::now() + RESOLVE_EVERY;
+            }
+            // Keep addresses that work: a DNS blip should not stop metrics.
+            Ok(_) => self.failed_to_resolve(format!("{} resolves to no address", self.address)),
+            Err(message) => self.failed_to_resolve(message),
+        }
+    }
+
+    fn failed_to_resolve(&mut self, message: String) {
+        let kept = if self.targets.is_empty() {
+            "metrics are dropped until it does"
+        } else {
+            "sending to the last address it had"
+        };
+        self.warn(format!("{message}; {kept}"));
+        self.next_resolve = Instant::now() + RETRY_AFTER;
     }
 
     fn warn(&mut self, message: String) {
@@ -212,5 +262,51 @@ impl Courier {
             warn!("statsd: {message} ({} dropped so far)", self.dropped.load(Ordering::Relaxed));
             self.warned = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_buffer_loses_one_datagram_and_keeps_the_socket() {
+        assert_eq!(after_error(&io::Error::from(io::ErrorKind::WouldBlock)), AfterError::Lost);
+        assert_eq!(after_error(&io::Error::from(io::ErrorKind::ConnectionRefused)), AfterError::NextAddress);
+        assert_eq!(after_error(&io::Error::from(io::ErrorKind::PermissionDenied)), AfterError::Reset);
+    }
+
+    /// Two addresses, the first refusing: every line after the first
+    /// refusal reaches the second, and the lines lost are counted.
+    #[test]
+    fn a_refusing_first_address_moves_the_lines_to_the_next() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let refusing = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed at once
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut courier = Courier::new("statsd:8125".into(), dropped.clone());
+        courier.targets = vec![refusing, receiver.local_addr().unwrap()];
+        courier.next_resolve = Instant::now() + Duration::from_secs(3600);
+        for n in 0..5 {
+            courier.send(&format!("line{n}"));
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.last().map(String::as_str) != Some("line4") {
+            let n = receiver.recv(&mut buf).expect("lines reach the address that listens");
+            got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+        // The first line went to the refusing address; the kernel says so
+        // on a later send (the next, unless its ICMP is slow), and from that
+        // line on, every line reaches the next address.
+        let from: usize = got[0].trim_start_matches("line").parse().unwrap();
+        assert!(from >= 1, "{got:?}");
+        assert_eq!(got, (from..5).map(|n| format!("line{n}")).collect::<Vec<_>>());
+        assert_eq!(courier.at, 1);
+        assert_eq!(
+            dropped.load(Ordering::Relaxed),
+            0,
+            "line0 left the socket; only the kernel knows it was lost"
+        );
     }
 }

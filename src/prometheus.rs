@@ -186,27 +186,40 @@ impl Registry {
         drop(checks);
 
         let process = Process::read();
-        if let Some(rss) = process.resident_bytes {
-            header(w, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-            let _ = writeln!(w, "process_resident_memory_bytes {rss}");
-        }
-        if let Some(threads) = process.threads {
-            header(w, "process_threads", "gauge", "Number of OS threads in the process.");
-            let _ = writeln!(w, "process_threads {threads}");
-        }
-        if let Some(fds) = process.open_fds {
-            header(w, "process_open_fds", "gauge", "Number of open file descriptors.");
-            let _ = writeln!(w, "process_open_fds {fds}");
-        }
-        if let Some(cpu) = process.cpu_seconds {
-            header(
-                w,
-                "process_cpu_seconds_total",
-                "counter",
-                "Total user and system CPU time spent in seconds.",
-            );
-            let _ = writeln!(w, "process_cpu_seconds_total {cpu}");
-        }
+        let mut gauge = |name: &str, kind: &str, help: &str, value: Option<f64>| {
+            if let Some(value) = value {
+                header(w, name, kind, help);
+                let _ = writeln!(w, "{name} {value}");
+            }
+        };
+        let bytes = |n: Option<u64>| n.map(|n| n as f64);
+        gauge(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            bytes(process.resident_bytes),
+        );
+        gauge(
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            bytes(process.virtual_bytes),
+        );
+        gauge("process_threads", "gauge", "Number of OS threads in the process.", bytes(process.threads));
+        gauge("process_open_fds", "gauge", "Number of open file descriptors.", bytes(process.open_fds));
+        gauge("process_max_fds", "gauge", "Maximum number of open file descriptors.", bytes(process.max_fds));
+        gauge(
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            process.cpu_seconds,
+        );
+        gauge(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            process.start_time_seconds,
+        );
         out
     }
 }
@@ -225,12 +238,16 @@ fn unix(at: SystemTime) -> f64 {
     at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// Cheap process figures from /proc (Linux); absent elsewhere.
+/// Cheap process figures from /proc (Linux); absent elsewhere. The names
+/// and meanings are the standard ones of Prometheus' client libraries.
 struct Process {
     resident_bytes: Option<u64>,
+    virtual_bytes: Option<u64>,
     threads: Option<u64>,
     open_fds: Option<u64>,
+    max_fds: Option<u64>,
     cpu_seconds: Option<f64>,
+    start_time_seconds: Option<f64>,
 }
 
 impl Process {
@@ -244,22 +261,51 @@ impl Process {
                 .and_then(|v| v.parse::<u64>().ok())
         };
         let open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as u64);
-        // Fields 14 and 15 of /proc/self/stat, after the parenthesised name,
-        // are user and system time in clock ticks (100 per second on Linux).
-        let cpu_seconds = std::fs::read_to_string("/proc/self/stat").ok().and_then(|stat| {
-            let after = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / 100.0)
-        });
+        // /proc/self/stat after the parenthesised name (which may hold
+        // spaces): utime and stime are fields 14 and 15, starttime 22, all in
+        // clock ticks; the first field after the name is field 3.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let fields: Vec<&str> =
+            stat.rsplit_once(')').map(|(_, after)| after.split_whitespace().collect()).unwrap_or_default();
+        let ticks = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        let per_second = clock_ticks_per_second();
+        let cpu_seconds = ticks(14).zip(ticks(15)).map(|(user, system)| (user + system) / per_second);
+        let start_time_seconds = boot_time().zip(ticks(22)).map(|(boot, start)| boot + start / per_second);
         Process {
             resident_bytes: field("VmRSS:").map(|kb| kb * 1024),
+            virtual_bytes: field("VmSize:").map(|kb| kb * 1024),
             threads: field("Threads:"),
             open_fds,
+            max_fds: max_open_files(),
             cpu_seconds,
+            start_time_seconds,
         }
     }
+}
+
+/// The kernel's clock tick (`CLK_TCK`), which /proc counts CPU time in: 100
+/// on most Linux builds, but not all.
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a constant; no memory is involved.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// When the machine booted, in seconds since the epoch (`btime` in /proc/stat).
+fn boot_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse().ok()
+}
+
+/// The soft limit on open files, as /proc/self/limits says it.
+fn max_open_files() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]

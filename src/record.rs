@@ -1,6 +1,6 @@
 //! What a settled run tells the rest of the daemon: a plain [`Record`],
-//! handed to every [`Sink`] (statsd and Prometheus in `metrics`, the log
-//! here, the history behind the status page).
+//! handed to every [`Sink`] (statsd and Prometheus in `metrics`, the log in
+//! `logging`, the history behind the status page).
 //!
 //! A leaf beside the contract: sinks depend on it and not on `runs`, and
 //! `runs` settles runs without knowing which sinks there are, so settlement
@@ -46,15 +46,4 @@ impl Record {
 /// not block (queue, or take a short lock of its own).
 pub trait Sink: Send + Sync {
     fn settled(&self, record: &Record);
-}
-
-/// The log lines for each result (see `logging::run`): failures and changes
-/// of state at the default level, passes at debug. The logger queues lines,
-/// so this never blocks.
-pub struct Log;
-
-impl Sink for Log {
-    fn settled(&self, record: &Record) {
-        crate::logging::run(record);
-    }
 }

@@ -553,6 +553,16 @@ mod tests {
         release.send(()).unwrap();
     }
 
+    /// An NTP step moves the wall clock, not the age of a result.
+    #[test]
+    fn the_age_of_a_result_ignores_the_wall_clock() {
+        let mut outcome = Outcome::new(Ok(()), Vec::new(), Duration::ZERO);
+        outcome.finished -= Duration::from_secs(3600);
+        assert!(outcome.age() < Duration::from_secs(60), "{:?}", outcome.age());
+        outcome.finished += Duration::from_secs(7200);
+        assert!(outcome.age() < Duration::from_secs(60), "{:?}", outcome.age());
+    }
+
     #[test]
     fn waiters_share_one_outcome() {
         let started = Arc::new(AtomicUsize::new(0));

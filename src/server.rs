@@ -15,7 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use serde_json::{json, Map, Value};
@@ -210,6 +210,7 @@ enum Route<'a> {
     Livez,
     Metrics,
     Health(Option<&'a str>),
+    Status,
     Quit,
     NotFound,
     WrongMethod(&'static str),
@@ -221,6 +222,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         |allow: &'static str, ok: bool, route: Route<'a>| if ok { route } else { Route::WrongMethod(allow) };
     match path {
         "/livez" => known("GET, HEAD", read, Route::Livez),
+        "/" | "/status" => known("GET, HEAD", read, Route::Status),
         "/metrics" => known("GET, HEAD", read, Route::Metrics),
         "/health" | "/health/" => known("GET, HEAD", read, Route::Health(None)),
         "/quitquitquit" => known("GET, POST", matches!(method, Method::Get | Method::Post), Route::Quit),
@@ -309,6 +311,7 @@ fn answer(app: &App, route: Route<'_>, query: &str) -> Response<Cursor<Vec<u8>>>
         Route::Livez => text(200, "ok\n"),
         Route::Metrics => Response::from_string(app.metrics.prometheus.render())
             .with_header(header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")),
+        Route::Status => crate::status::response(&app.runner, app.shutdown.is_set()),
         Route::Quit if !app.quitquitquit => text(403, "/quitquitquit is turned off (--no-quitquitquit)\n"),
         Route::Quit => text(200, "shutting down\n"),
         Route::NotFound => text(404, "not found\n"),
@@ -324,16 +327,16 @@ fn answer(app: &App, route: Route<'_>, query: &str) -> Response<Cursor<Vec<u8>>>
             if app.shutdown.is_set() {
                 shutting_down(&entries)
             } else if wants_cached(query, app.cached_health) {
-                cached(&entries)
+                cached(&entries, query)
             } else {
-                health(app, &entries)
+                health(app, &entries, query)
             }
         }
     }
 }
 
 /// Runs the checks (joining runs already going) and reports them all.
-fn health(app: &App, entries: &[Arc<Entry>]) -> Response<Cursor<Vec<u8>>> {
+fn health(app: &App, entries: &[Arc<Entry>], query: &str) -> Response<Cursor<Vec<u8>>> {
     // Start every run before waiting on any, so they run side by side and
     // the answer comes when the slowest is done or timed out.
     let runs: Vec<_> = entries.iter().map(|e| app.runner.start(e)).collect();
@@ -344,13 +347,14 @@ fn health(app: &App, entries: &[Arc<Entry>]) -> Response<Cursor<Vec<u8>>> {
         all_ok &= outcome.reported_ok();
         body.insert(entry.name.clone(), outcome_json(entry, &outcome));
     }
+    crate::history::global().annotate(&mut body, query);
     json_response(if all_ok { 200 } else { 503 }, &Value::Object(body))
 }
 
 /// Answers from the latest settled runs without running anything. A result
 /// older than twice its check's interval is stale: the scheduler is behind
 /// or stuck, and that is a failure in itself.
-fn cached(entries: &[Arc<Entry>]) -> Response<Cursor<Vec<u8>>> {
+fn cached(entries: &[Arc<Entry>], query: &str) -> Response<Cursor<Vec<u8>>> {
     let mut body = Map::new();
     let mut all_ok = true;
     for entry in entries {
@@ -358,7 +362,7 @@ fn cached(entries: &[Arc<Entry>]) -> Response<Cursor<Vec<u8>>> {
         let value = match entry.latest() {
             None => failed_json(entry, "no run has finished yet", "stale"),
             Some(outcome) => {
-                let age = SystemTime::now().duration_since(outcome.finished).unwrap_or_default();
+                let age = outcome.age();
                 let mut value = if age > limit {
                     let message = format!(
                         "the latest result is {} old, older than twice the interval ({})",
@@ -376,6 +380,7 @@ fn cached(entries: &[Arc<Entry>]) -> Response<Cursor<Vec<u8>>> {
         all_ok &= value["ok"] == true;
         body.insert(entry.name.clone(), value);
     }
+    crate::history::global().annotate(&mut body, query);
     json_response(if all_ok { 200 } else { 503 }, &Value::Object(body))
 }
 
@@ -469,6 +474,8 @@ mod tests {
         assert_eq!(route(&Method::Post, "/quitquitquit"), Route::Quit);
         assert_eq!(route(&Method::Delete, "/livez"), Route::WrongMethod("GET, HEAD"));
         assert_eq!(route(&Method::Get, "/metrics"), Route::Metrics);
+        assert_eq!(route(&Method::Get, "/"), Route::Status);
+        assert_eq!(route(&Method::Head, "/status"), Route::Status);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! A check is reported failing after `FAIL_AFTER` consecutive failed runs and
 //! passing again after `PASS_AFTER` consecutive passes. Both default to 1,
-//! the seed's behaviour: every run is reported as it went. Before its first
+//! the Go original's behaviour: every run is reported as it went. Before its first
 //! run a check has no verdict; the first run sets one directly, so a canary
 //! that starts broken does not claim health while it counts.
 

@@ -24,7 +24,7 @@ fn usage_error(args: &[&str], envs: &[(&str, &str)], expect: &str) {
 }
 
 #[test]
-fn help_reads_like_the_seed() {
+fn help_reads_like_the_go_original() {
     let (code, _, stdout) = run(&["--help"], &[]);
     assert_eq!(code, 0);
     for needle in [
@@ -123,6 +123,39 @@ fn missing_or_wrong_check_configuration() {
         &[BUCKET, ("KUBERNARY_DEBUG", "perhaps")],
         "KUBERNARY_DEBUG: expected true or false",
     );
+}
+
+#[test]
+fn a_check_named_like_a_daemon_variable_is_refused() {
+    // `http-idle` would read its timeout from KUBERNARY_HTTP_IDLE_TIMEOUT.
+    usage_error(
+        &["--no-stats"],
+        &[("KUBERNARY_CHECKS", "http-idle=http"), ("KUBERNARY_HTTP_IDLE_URL", "http://127.0.0.1:9/")],
+        "check \"http-idle\" would read its TIMEOUT from KUBERNARY_HTTP_IDLE_TIMEOUT, which is the daemon's own setting (--http-idle-timeout)",
+    );
+}
+
+#[test]
+fn go_spellings_of_booleans_and_kingpins_negations_reach_the_daemon() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = backend.local_addr().unwrap().to_string();
+    // --no-stats=T (Go's ParseBool), --no-debug beating KUBERNARY_DEBUG=True,
+    // and --cached-health from KUBERNARY_CACHED_HEALTH=t.
+    let daemon = Daemon::start(
+        &["--no-stats=T", "--no-debug"],
+        &[
+            ("KUBERNARY_CHECKS", "t=tcp"),
+            ("KUBERNARY_T_ADDRESS", &address),
+            ("KUBERNARY_DEBUG", "True"),
+            ("KUBERNARY_CACHED_HEALTH", "t"),
+        ],
+    );
+    // Logged after the options (a debug line), by the same thread.
+    assert!(daemon.wait_for_log("not sending metrics (--no-stats)", Duration::from_secs(10)));
+    assert!(daemon.logs().iter().all(|l| !l.contains("[DEBUG]")), "--no-debug lost to KUBERNARY_DEBUG");
+    // Only a cached answer says how old it is, or that there is none yet.
+    let (_, body) = daemon.json("/health");
+    assert!(body["t"].get("age_seconds").is_some() || body["t"]["reason"] == "stale", "{body}");
 }
 
 #[test]

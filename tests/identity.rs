@@ -337,3 +337,124 @@ fn bad_configuration_exits_2_naming_the_variable() {
         );
     }
 }
+
+/// A daemon whose `id` check asks `server` for its identity with keys from
+/// the environment (with a session token: temporary credentials).
+fn sts_daemon(server: &support::WebServer) -> Daemon {
+    let url = server.base_url();
+    Daemon::start(
+        &["--no-stats"],
+        &[
+            ("KUBERNARY_CHECKS", "id=identity"),
+            ("KUBERNARY_ID_ENDPOINT", url.as_str()),
+            ("KUBERNARY_ID_TIMEOUT", TIMEOUT),
+            ("AWS_ACCESS_KEY_ID", "ASIAKUBERNARYTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "session-token-xyz"),
+        ],
+    )
+}
+
+fn sts_failure(daemon: &Daemon) -> (String, String) {
+    let (status, body) = daemon.json("/health/id");
+    assert_eq!(status, 503, "{body}");
+    (body["id"]["reason"].as_str().unwrap().into(), body["id"]["error"].as_str().unwrap().into())
+}
+
+#[test]
+fn an_expired_signature_at_sts_is_clock_skew_by_how_much() {
+    let server = support::WebServer::start();
+    // STS's clock 7 minutes ahead of ours: our signature is "expired".
+    let now = std::time::SystemTime::now();
+    let theirs = now + Duration::from_secs(7 * 60);
+    let message = format!(
+        "Signature expired: {} is now earlier than {} ({} - 5 min.)",
+        support::aws::amz_date(now),
+        support::aws::amz_date(theirs - Duration::from_secs(5 * 60)),
+        support::aws::amz_date(theirs)
+    );
+    let date = support::aws::http_date(theirs);
+    server.route("/", support::aws::sts_error(403, "SignatureDoesNotMatch", &message, &[("Date", &date)]));
+    let daemon = sts_daemon(&server);
+    let (reason, error) = sts_failure(&daemon);
+    assert_eq!(reason, "clock_skew", "{error}");
+    // Whole seconds: 6m59s or 7m0s, by when the answer is read.
+    assert!(
+        error.contains("this node's clock is 6m5") || error.contains("this node's clock is 7m0s"),
+        "{error}"
+    );
+    assert!(error.contains("behind STS's"), "{error}");
+    assert!(error.contains("403 SignatureDoesNotMatch: Signature expired"), "{error}");
+}
+
+#[test]
+fn an_expired_token_at_sts_names_the_source() {
+    let server = support::WebServer::start();
+    server.route(
+        "/",
+        support::aws::sts_error(
+            403,
+            "ExpiredToken",
+            "The security token included in the request is expired",
+            &[],
+        ),
+    );
+    let daemon = sts_daemon(&server);
+    let (reason, error) = sts_failure(&daemon);
+    assert_eq!(reason, "credentials", "{error}");
+    assert!(
+        error.contains(
+            "the credentials from env expired: AWS_SESSION_TOKEN in the environment is never renewed"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("session-token-xyz"), "the token leaked: {error}");
+}
+
+/// IRSA's own failures, as STS answers AssumeRoleWithWebIdentity: each
+/// error says what to fix in the set-up, and never shows the token.
+#[test]
+fn web_identity_failures_say_what_to_fix() {
+    let server = support::WebServer::start();
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "eyJhbGciOiJSUzI1NiJ9.projected-token.sig").unwrap();
+    let token_path = token.path().display().to_string();
+    let url = server.base_url();
+    let daemon = Daemon::start(
+        &["--no-stats"],
+        &[
+            ("KUBERNARY_CHECKS", "id=identity"),
+            ("KUBERNARY_ID_TIMEOUT", TIMEOUT),
+            // STS for both the credentials and the check.
+            ("AWS_ENDPOINT_URL_STS", url.as_str()),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_path.as_str()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/canary"),
+        ],
+    );
+    let cases = [
+        (
+            "ExpiredTokenException",
+            "Token expired: current date/time 1795453310 must be before the expiration date/time 1795449710",
+            format!("the service-account token in {token_path} has expired"),
+        ),
+        (
+            "InvalidIdentityToken",
+            "No OpenIDConnect provider found in your account for https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE",
+            "create the cluster's IAM OIDC identity provider".to_string(),
+        ),
+        (
+            "AccessDenied",
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+            "the role's trust policy does not admit this service account".to_string(),
+        ),
+    ];
+    for (code, message, want) in cases {
+        let status = if code == "AccessDenied" { 403 } else { 400 };
+        server.route("/", support::aws::sts_error(status, code, message, &[]));
+        let (reason, error) = sts_failure(&daemon);
+        assert_eq!(reason, "credentials", "{error}");
+        assert!(error.contains(&want), "{code}: want {want:?} in {error}");
+        assert!(error.contains(&format!("{status} {code}: {message}")), "{error}");
+        assert!(!error.contains("projected-token"), "the token leaked: {error}");
+    }
+}

@@ -14,6 +14,10 @@ use support::{eventually, Daemon, WebServer};
 /// A daemon with one `http` check, `web`, against `server`'s `/ok`, every
 /// 200ms so that a change at the server shows in the log soon.
 fn daemon(server: &WebServer, args: &[&str]) -> Daemon {
+    daemon_every(server, "200ms", args)
+}
+
+fn daemon_every(server: &WebServer, interval: &str, args: &[&str]) -> Daemon {
     let url = server.url("/ok");
     let mut all = vec!["--no-stats"];
     all.extend_from_slice(args);
@@ -22,7 +26,7 @@ fn daemon(server: &WebServer, args: &[&str]) -> Daemon {
         &[
             ("KUBERNARY_CHECKS", "web=http"),
             ("KUBERNARY_WEB_URL", &url),
-            ("KUBERNARY_WEB_INTERVAL", "200ms"),
+            ("KUBERNARY_WEB_INTERVAL", interval),
             ("KUBERNARY_WEB_TIMEOUT", "5s"),
         ],
     )
@@ -209,8 +213,10 @@ fn a_thousand_probes_log_no_request_line_by_default() {
             assert_eq!(d.get(path).status, 200, "{path}");
         }
     };
+    // Scheduled runs far apart, so that a cached answer is never stale
+    // (older than twice the interval) on a busy machine.
     for format in ["text", "json"] {
-        let d = daemon(&server, &["--log-format", format]);
+        let d = daemon_every(&server, "1h", &["--log-format", format]);
         probe(&d);
         // The control below shows request lines reach the log within this.
         std::thread::sleep(Duration::from_millis(500));
@@ -224,11 +230,27 @@ fn a_thousand_probes_log_no_request_line_by_default() {
             requests.first()
         );
         assert!(logs.len() < 10, "{format}: a healthy daemon says little, said:\n{}", logs.join("\n"));
+        eprintln!("FIGURE logs {format}: {} lines for a start and 1000 probes", logs.len());
     }
-    let d = daemon(&server, &["--access-log"]);
+    let d = daemon_every(&server, "1h", &["--access-log"]);
     probe(&d);
     let count = || d.logs().iter().filter(|l| l.contains("[INFO] GET /")).count();
     assert!(eventually(Duration::from_secs(10), || count() == 1000), "{} of 1000 request lines", count());
+    eprintln!("FIGURE logs --access-log: {} lines for a start and 1000 probes", d.logs().len());
+
+    // `--access-log=false` on the command line beats the variable.
+    let url = server.url("/ok");
+    let env =
+        [("KUBERNARY_ACCESS_LOG", "true"), ("KUBERNARY_CHECKS", "web=http"), ("KUBERNARY_WEB_URL", &url)];
+    let off = Daemon::start(&["--no-stats", "--access-log=false"], &env);
+    let on = Daemon::start(&["--no-stats"], &env);
+    assert_eq!(off.get("/livez").status, 200);
+    assert_eq!(on.get("/livez").status, 200);
+    assert!(
+        on.wait_for_log("[INFO] GET /livez from ", Duration::from_secs(10)),
+        "the variable alone turns it on"
+    );
+    assert!(!off.logs().iter().any(|l| l.contains("GET /livez")), "{:#?}", off.logs());
 }
 
 #[test]
@@ -254,5 +276,28 @@ fn a_log_format_that_is_not_text_or_json_is_bad_input() {
         let logs = d.logs().join("\n");
         assert_eq!(status.code(), Some(2), "{args:?} {env:?}: {logs}");
         assert!(logs.contains(want), "want {want:?} in {logs}");
+    }
+}
+
+/// docs/operations.md says what every reason means and what to do about it,
+/// and names every event kind the JSON log writes.
+#[test]
+fn every_reason_and_event_is_in_the_operations_guide() {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
+    let words = kubernary::contract::Reason::ALL.iter().map(|r| r.as_str());
+    for word in words.chain(["stale", "recovering"]) {
+        assert!(
+            guide.contains(&format!("\n### `{word}`\n")),
+            "docs/operations.md: no section for reason {word}"
+        );
+    }
+    for event in ["start", "state", "run", "note", "request"] {
+        assert!(
+            guide.contains(&format!("| `{event}` |")),
+            "docs/operations.md: event {event} not in the table"
+        );
+    }
+    for flag in ["--log-format", "KUBERNARY_LOG_FORMAT", "--access-log", "KUBERNARY_ACCESS_LOG"] {
+        assert!(guide.contains(flag), "docs/operations.md: {flag}");
     }
 }

@@ -44,6 +44,8 @@ fn s3_daemon(s3: &S3Server, args: &[&str], extra: &[(&str, &str)]) -> Daemon {
 
 #[test]
 fn metrics_follow_passing_and_failing_runs() {
+    let test_began =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     let s3 = S3Server::start();
     s3.put_object("canary", "check", b"ok");
     let daemon = s3_daemon(&s3, &["--no-stats"], &[]);
@@ -77,6 +79,23 @@ fn metrics_follow_passing_and_failing_runs() {
     assert!(sample(&m, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
     assert!(sample(&m, "process_threads", &[]).unwrap() >= 3.0);
     assert!(sample(&m, "process_open_fds", &[]).unwrap() >= 3.0);
+    let rss = sample(&m, "process_resident_memory_bytes", &[]).unwrap();
+    assert!(sample(&m, "process_virtual_memory_bytes", &[]).unwrap() >= rss);
+    // The daemon inherits this test's limit on open files.
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let soft: f64 = limits.lines().find(|l| l.starts_with("Max open files")).unwrap()[14..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(sample(&m, "process_max_fds", &[]), Some(soft));
+    // Started after this test began and before the scrape.
+    let started = sample(&m, "process_start_time_seconds", &[]).unwrap();
+    assert!(
+        started <= now + 1.0 && started > test_began - 2.0,
+        "started {started}, test began {test_began}, now {now}"
+    );
     let errors_in_labels = m.samples.iter().any(|s| s.labels.values().any(|v| v.contains("NoSuchKey")));
     assert!(!errors_in_labels, "an error string became a label");
 
@@ -190,4 +209,43 @@ fn cached_health_with_no_result_yet_is_stale() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["s3"]["reason"], "stale", "{body}");
     assert_eq!(body["s3"]["error"], "no run has finished yet");
+}
+
+/// A statsd name with two addresses, the first with nothing listening (as
+/// when a name resolves to IPv6 first and statsd listens on IPv4): the
+/// metrics go to the second. The name comes from /etc/hosts in a mount
+/// namespace of the daemon's own; glibc sorts 127.0.0.1 before 127.0.0.2.
+#[test]
+fn statsd_metrics_reach_the_second_address_when_the_first_refuses() {
+    let statsd = StatsdReceiver::bind("127.0.0.2:0".parse().unwrap()).expect("bind 127.0.0.2");
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.2 statsd-pair\n127.0.0.1 statsd-pair\n").unwrap();
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = backend.local_addr().unwrap().to_string();
+    let target = format!("statsd-pair:{}", statsd.addr().port());
+    let env = [
+        ("KUBERNARY_CHECKS", "t=tcp"),
+        ("KUBERNARY_T_ADDRESS", address.as_str()),
+        ("KUBERNARY_T_INTERVAL", "1h"),
+    ];
+    let Some(daemon) = Daemon::start_with_hosts(&hosts, &[&target], &env) else { return };
+    // Every run sends a few lines; the first to the refusing address is
+    // lost, and the kernel says so on the next send.
+    let mut lines = Vec::new();
+    for _ in 0..10 {
+        assert_eq!(daemon.json("/health").0, 200);
+        lines = statsd.lines_until(
+            |l| l.iter().any(|x| x.starts_with("kubernary.t.connect.succeeded")),
+            Duration::from_secs(1),
+        );
+        if !lines.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("kubernary.t.connect.")),
+        "no metrics at the second address: {lines:?}\n{:#?}",
+        daemon.logs()
+    );
 }

@@ -1,4 +1,4 @@
-//! The seed's check, end to end: the real binary against `rclone serve s3`
+//! The Go original's check, end to end: the real binary against `rclone serve s3`
 //! (which checks SigV4 signatures) on loopback, statsd on a real UDP socket.
 
 mod support;
@@ -6,7 +6,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    ContainerCredsServer, CredsMode, Daemon, HangServer, S3Server, StatsdReceiver, TestCa, TestCreds,
+    aws, ContainerCredsServer, CredsMode, Daemon, HangServer, S3Server, StatsdReceiver, TestCa, TestCreds,
+    WebServer,
 };
 
 const BUCKET: &str = "canary";
@@ -229,4 +230,254 @@ fn a_large_object_passes_without_being_read_whole() {
         .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").parse().unwrap()))
         .unwrap();
     assert!(rss_kb < 20 * 1024, "peak RSS {rss_kb} kB with a 32 MiB object: it was buffered");
+}
+
+/// A daemon whose `s3` check reads `s3://canary-bucket/check` (path style)
+/// from `server`, with long-term keys, or with `extra` instead.
+fn daemon_against(server: &WebServer, extra: &[(&str, &str)]) -> Daemon {
+    let url = server.base_url();
+    let mut env = vec![("KUBERNARY_S3_BUCKET", "canary-bucket"), ("KUBERNARY_S3_ENDPOINT", url.as_str())];
+    if !extra.iter().any(|(k, _)| k.starts_with("AWS_")) {
+        env.extend([("AWS_ACCESS_KEY_ID", "AKIAKUBERNARYTEST"), ("AWS_SECRET_ACCESS_KEY", "secret")]);
+    }
+    env.extend_from_slice(extra);
+    Daemon::start(&["--no-stats"], &env)
+}
+
+/// The failing `/health/s3` answer's reason and error.
+fn failure(daemon: &Daemon) -> (String, String) {
+    let (status, body) = daemon.json("/health/s3");
+    assert_eq!(status, 503, "{body}");
+    (body["s3"]["reason"].as_str().unwrap().into(), body["s3"]["error"].as_str().unwrap().into())
+}
+
+const OBJECT: &str = "/canary-bucket/check";
+
+#[test]
+fn a_bucket_in_another_region_says_which_and_what_to_set() {
+    let server = WebServer::start();
+    let want = "bucket canary-bucket is in eu-west-1, not us-east-1: set KUBERNARY_S3_REGION=eu-west-1";
+    // A GET to the wrong regional endpoint.
+    let endpoint =
+        "<Endpoint>canary-bucket.s3.eu-west-1.amazonaws.com</Endpoint><Bucket>canary-bucket</Bucket>";
+    server.route(
+        OBJECT,
+        aws::s3_error(
+            301,
+            "PermanentRedirect",
+            "The bucket you are attempting to access must be addressed using the specified endpoint. Please send all future requests to this endpoint.",
+            endpoint,
+            &[("x-amz-bucket-region", "eu-west-1")],
+        ),
+    );
+    // No Location: the SDKs, and kubernary, ask the bucket where it is.
+    server.route(
+        "/canary-bucket",
+        aws::s3_error(301, "PermanentRedirect", "", "", &[("x-amz-bucket-region", "eu-west-1")]),
+    );
+    let daemon = daemon_against(&server, &[]);
+    let (reason, error) = failure(&daemon);
+    assert_eq!(reason, "config", "{error}");
+    assert!(error.contains(want), "{error}");
+    assert!(error.contains("(301 Moved Permanently)"), "S3's own status stays searchable: {error}");
+    let asked: Vec<String> = server.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert!(asked.contains(&"HEAD /canary-bucket".to_string()), "{asked:?}");
+
+    // A request signed for the wrong region.
+    server.route(
+        OBJECT,
+        aws::s3_error(
+            400,
+            "AuthorizationHeaderMalformed",
+            "The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-west-1'",
+            "<Region>eu-west-1</Region>",
+            &[],
+        ),
+    );
+    let (reason, error) = failure(&daemon);
+    assert_eq!(reason, "config", "{error}");
+    assert!(error.contains(want), "{error}");
+}
+
+#[test]
+fn clock_skew_says_by_how_much_from_the_servers_date() {
+    let server = WebServer::start();
+    // S3's clock 20 minutes behind ours: ours is 20 minutes ahead.
+    let theirs = std::time::SystemTime::now() - Duration::from_secs(20 * 60);
+    let extra = format!(
+        "<RequestTime>{}</RequestTime><ServerTime>{}</ServerTime><MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds>",
+        aws::amz_date(std::time::SystemTime::now()),
+        aws::amz_date(theirs)
+    );
+    let date = aws::http_date(theirs);
+    server.route(
+        OBJECT,
+        aws::s3_error(
+            403,
+            "RequestTimeTooSkewed",
+            "The difference between the request time and the current time is too large.",
+            &extra,
+            &[("Date", &date)],
+        ),
+    );
+    let daemon = daemon_against(&server, &[]);
+    let (reason, error) = failure(&daemon);
+    assert_eq!(reason, "clock_skew", "{error}");
+    // Whole seconds, and the check runs a moment after the route was set.
+    assert!(error.contains("this node's clock is 20m"), "{error}");
+    assert!(error.contains("ahead of S3's"), "{error}");
+    assert!(error.contains("fix its time sync"), "{error}");
+}
+
+#[test]
+fn expired_credentials_name_their_source_and_expiry() {
+    let server = WebServer::start();
+    server.route(
+        OBJECT,
+        aws::s3_error(
+            400,
+            "ExpiredToken",
+            "The provided token has expired.",
+            "<Token-0>session-token-xyz</Token-0>",
+            &[],
+        ),
+    );
+    let creds = ContainerCredsServer::start(CredsMode::Serve(TestCreds::new(
+        "ASIAKUBERNARY",
+        "s",
+        "session-token-xyz",
+    )));
+    let uri = creds.full_uri();
+    let daemon = daemon_against(&server, &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)]);
+    let (reason, error) = failure(&daemon);
+    assert_eq!(reason, "credentials", "{error}");
+    // The fake container endpoint says they expire in 2099.
+    assert!(error.contains("the credentials from container expired"), "{error}");
+    assert!(error.contains("2099-01-01T00:00:00Z"), "when, as the source said: {error}");
+    assert!(error.contains("400 ExpiredToken"), "{error}");
+    assert!(!error.contains("session-token-xyz"), "the token leaked: {error}");
+
+    let daemon = daemon_against(
+        &server,
+        &[("AWS_ACCESS_KEY_ID", "ASIAKUBERNARY"), ("AWS_SECRET_ACCESS_KEY", "s"), ("AWS_SESSION_TOKEN", "t")],
+    );
+    let (reason, error) = failure(&daemon);
+    assert_eq!(reason, "credentials", "{error}");
+    assert!(error.contains("the credentials from env expired: AWS_SESSION_TOKEN"), "{error}");
+}
+
+#[test]
+fn a_kms_denial_is_told_from_a_plain_one() {
+    let server = WebServer::start();
+    server.route(
+        OBJECT,
+        aws::s3_error(
+            403,
+            "AccessDenied",
+            "User: arn:aws:sts::123456789012:assumed-role/canary/kubernary is not authorized to perform: kms:Decrypt on resource: arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab because no identity-based policy allows the kms:Decrypt action",
+            "",
+            &[],
+        ),
+    );
+    let daemon = daemon_against(&server, &[]);
+    let (reason, error) = failure(&daemon);
+    assert_eq!(reason, "denied", "{error}");
+    assert!(
+        error.contains("s3://canary-bucket/check is encrypted with a KMS key these credentials (from env) may not use: allow kms:Decrypt"),
+        "{error}"
+    );
+
+    server.route(OBJECT, aws::s3_error(403, "AccessDenied", "Access Denied", "", &[]));
+    let (reason, error) = failure(&daemon);
+    assert_eq!(reason, "denied", "{error}");
+    assert!(!error.contains("KMS"), "{error}");
+    assert!(error.contains("the credentials from env are not allowed this"), "{error}");
+}
+
+#[test]
+fn a_missing_bucket_is_told_from_a_missing_key() {
+    // rclone answers as S3 does.
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET);
+    let endpoint = s3.endpoint();
+    let mut env = s3_env(&s3, &endpoint);
+    env.push(("KUBERNARY_CHECKS", "s3,gone=s3"));
+    env.extend([("KUBERNARY_GONE_BUCKET", "no-such-bucket"), ("KUBERNARY_GONE_ENDPOINT", endpoint.as_str())]);
+    let daemon = Daemon::start(&["--no-stats"], &env);
+    let (status, body) = daemon.json("/health");
+    assert_eq!(status, 503, "{body}");
+    let key = body["s3"]["error"].as_str().unwrap();
+    assert_eq!(body["s3"]["reason"], "not_found", "{body}");
+    assert!(key.contains("bucket canary exists but has no object check: upload one"), "{key}");
+    assert!(key.contains("KUBERNARY_S3_KEY"), "{key}");
+    let bucket = body["gone"]["error"].as_str().unwrap();
+    assert_eq!(body["gone"]["reason"], "not_found", "{body}");
+    assert!(bucket.contains("bucket no-such-bucket does not exist: check KUBERNARY_GONE_BUCKET"), "{bucket}");
+    assert!(bucket.contains("404 NoSuchBucket"), "{bucket}");
+}
+
+/// Addressing as the AWS SDKs do, end to end: no `ENDPOINT`, so the check
+/// goes to `s3.us-east-1.amazonaws.com` over TLS; those names point at a
+/// loopback server through a private /etc/hosts (a mount namespace of the
+/// daemon's own), whose certificate, from a test CA trusted through
+/// SSL_CERT_FILE, names `s3.us-east-1.amazonaws.com` and
+/// `*.s3.us-east-1.amazonaws.com` as AWS's does. A dotted bucket must then
+/// be read by path (a virtual host `my.dotted.bucket.s3.…` is outside the
+/// wildcard), and a plain one by virtual host.
+#[test]
+fn buckets_are_addressed_as_the_sdks_do_through_aws_names() {
+    let ca = TestCa::for_names(&["s3.us-east-1.amazonaws.com", "*.s3.us-east-1.amazonaws.com"]);
+    // Port 443 on a loopback address of its own, so that nothing else on
+    // the machine (another test, another helper) holds it.
+    let ip = format!("127.77.{}.{}", std::process::id() % 250 + 1, std::process::id() / 250 % 250 + 1);
+    let server = match std::net::TcpListener::bind((ip.as_str(), 443)) {
+        Ok(probe) => {
+            drop(probe);
+            WebServer::start_on(&format!("{ip}:443"), Some(&ca))
+        }
+        Err(e) => {
+            eprintln!("SKIPPED (cannot listen on {ip}:443: {e})");
+            return;
+        }
+    };
+    server.set("/my.dotted.bucket/check", 200, "ok\n");
+    server.set("/check", 200, "ok\n");
+    let hosts = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        hosts.path(),
+        format!(
+            "127.0.0.1 localhost\n{ip} s3.us-east-1.amazonaws.com\n{ip} canary-bucket.s3.us-east-1.amazonaws.com\n{ip} my.dotted.bucket.s3.us-east-1.amazonaws.com\n"
+        ),
+    )
+    .unwrap();
+    let ca_file = ca.ca_path().display().to_string();
+    let env = [
+        ("KUBERNARY_CHECKS", "dotted=s3,plain=s3,forced=s3"),
+        ("KUBERNARY_DOTTED_BUCKET", "my.dotted.bucket"),
+        ("KUBERNARY_PLAIN_BUCKET", "canary-bucket"),
+        // Virtual hosts forced on a dotted name: what the fallback avoids.
+        ("KUBERNARY_FORCED_BUCKET", "my.dotted.bucket"),
+        ("KUBERNARY_FORCED_PATH_STYLE", "false"),
+        ("SSL_CERT_FILE", ca_file.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIAKUBERNARYTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ];
+    let Some(daemon) = Daemon::start_with_hosts(hosts.path(), &["--no-stats"], &env) else { return };
+    let (_, body) = daemon.json("/health");
+    assert_eq!(body["dotted"]["ok"], true, "{body}");
+    assert_eq!(body["plain"]["ok"], true, "{body}");
+    assert_eq!(body["forced"]["reason"], "tls", "{body}");
+    let seen: Vec<(String, String)> = server
+        .requests()
+        .iter()
+        .map(|r| (r.header("host").unwrap_or("").to_string(), r.path.clone()))
+        .collect();
+    let pair = |h: &str, p: &str| (h.to_string(), p.to_string());
+    assert!(seen.contains(&pair("s3.us-east-1.amazonaws.com", "/my.dotted.bucket/check")), "{seen:?}");
+    assert!(seen.contains(&pair("canary-bucket.s3.us-east-1.amazonaws.com", "/check")), "{seen:?}");
+    let error = body["forced"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("my.dotted.bucket.s3.us-east-1.amazonaws.com") || error.contains("TLS"),
+        "{error}"
+    );
 }

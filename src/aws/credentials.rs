@@ -54,6 +54,9 @@ pub struct AwsCredentials {
     pub secret_key: String,
     pub session_token: Option<String>,
     pub source: Source,
+    /// When they expire, as the source wrote it (`Expiration`), if it did:
+    /// for an error that says they have.
+    pub expires: Option<String>,
 }
 
 impl fmt::Debug for AwsCredentials {
@@ -134,6 +137,7 @@ fn from_env(_: &ureq::Agent, env: &dyn Env, _: &Attempt) -> Result<Answer, Failu
             secret_key,
             session_token: env.var("AWS_SESSION_TOKEN"),
             source: Source::Env,
+            expires: None,
         })),
         (None, None) => Ok(Answer::Absent("AWS_ACCESS_KEY_ID not set".into())),
         (Some(_), None) => Err(Failure::new(
@@ -187,6 +191,7 @@ fn from_profile(_: &ureq::Agent, env: &dyn Env, _: &Attempt) -> Result<Answer, F
                     secret_key: secret.clone(),
                     session_token: values.get("aws_session_token").cloned(),
                     source: Source::Profile,
+                    expires: None,
                 }))
             }
             _ if values.contains_key("role_arn") || values.contains_key("credential_process") => {
@@ -293,10 +298,12 @@ fn from_web_identity(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> R
         attempt,
     )?;
     if reply.status != 200 {
-        return Err(Failure::new(
-            Reason::Credentials,
-            format!("{what}: {}", describe_error(reply.status, &reply.body)),
-        ));
+        let raw = describe_error(reply.status, &reply.body);
+        let message = match web_identity_advice(&reply.body, &token_file) {
+            Some(advice) => format!("{what}: {advice} ({raw})"),
+            None => format!("{what}: {raw}"),
+        };
+        return Err(Failure::new(Reason::Credentials, message));
     }
     let field = |tag: &str| {
         xml_text(&reply.body, tag)
@@ -307,7 +314,22 @@ fn from_web_identity(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> R
         secret_key: field("SecretAccessKey")?,
         session_token: Some(field("SessionToken")?),
         source: Source::WebIdentity,
+        expires: xml_text(&reply.body, "Expiration").filter(|e| !e.is_empty()),
     }))
+}
+
+/// What to do about the errors IRSA set-ups meet at AssumeRoleWithWebIdentity.
+fn web_identity_advice(body: &str, token_file: &str) -> Option<String> {
+    let code = xml_text(body, "Code")?;
+    let advice = match code.as_str() {
+        "ExpiredTokenException" => format!(
+            "the service-account token in {token_file} has expired: the kubelet renews a projected token, so mount it as a projected volume (as the EKS pod identity webhook does), and check the node's clock"
+        ),
+        "InvalidIdentityToken" => "STS does not trust the token's issuer: create the cluster's IAM OIDC identity provider, with the URL of the token's `iss`".to_string(),
+        "AccessDenied" => "the role's trust policy does not admit this service account: its condition on `<issuer>:sub` must name system:serviceaccount:<namespace>:<service account>, and `<issuer>:aud` sts.amazonaws.com".to_string(),
+        _ => return None,
+    };
+    Some(advice)
 }
 
 fn from_container(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Result<Answer, Failure> {
@@ -395,6 +417,7 @@ fn json_credentials(body: &str, what: &str, source: Source) -> Result<AwsCredent
             secret_key,
             session_token: field("Token").or_else(|| field("SessionToken")),
             source,
+            expires: field("Expiration"),
         }),
         _ => Err(Failure::new(
             Reason::Credentials,

@@ -2,7 +2,9 @@
 //! code: the credential chain, SigV4 signing and the few XML fields we read.
 
 pub mod credentials;
+pub mod errors;
 pub mod sigv4;
+pub mod time;
 
 pub use credentials::{AwsCredentials, Source};
 
@@ -43,6 +45,7 @@ pub fn describe_error(status: u16, body: &str) -> String {
 
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
+        301 => "Moved Permanently",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

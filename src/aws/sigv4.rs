@@ -240,6 +240,7 @@ mod tests {
             secret_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
             session_token: token.map(str::to_string),
             source: Source::Env,
+            expires: None,
         }
     }
 

@@ -18,7 +18,8 @@ use std::time::SystemTime;
 use log::warn;
 
 use crate::aws::credentials::{self, Env, ProcessEnv};
-use crate::aws::{describe_error, sigv4, xml_text};
+use crate::aws::errors::{self, Answer, Call, Service};
+use crate::aws::{sigv4, xml_text};
 use crate::checks::Settings;
 use crate::client;
 use crate::contract::{Attempt, Check, Failure, Reason};
@@ -32,6 +33,8 @@ pub const KEYS: &[&str] = &["EXPECT_ARN", "EXPECT_ROLE", "REGION", "ENDPOINT"];
 
 pub struct Identity {
     region: String,
+    /// What sets the region, for an error that says to change it.
+    region_var: String,
     endpoint: Endpoint,
     expect: Expect,
     /// For STS and the credential chain's HTTP sources; built once.
@@ -131,7 +134,11 @@ impl Identity {
         };
         let expect = expectation(settings)?;
         let agent = client::agent(tls::root_certs(None)?, false);
-        Ok(Identity { region, endpoint, expect, agent })
+        let region_var = match settings.get("REGION") {
+            Some(_) => settings.var("REGION"),
+            None => format!("{} (or AWS_REGION)", settings.var("REGION")),
+        };
+        Ok(Identity { region, region_var, endpoint, expect, agent })
     }
 }
 
@@ -244,6 +251,38 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
+/// STS's answer: status, `Date` (the server's clock, for a signature it
+/// says has expired) and the first [`client::BODY_LIMIT`] bytes of the body.
+struct Reply {
+    status: u16,
+    date: Option<String>,
+    body: String,
+}
+
+/// [`client::send_bytes`], keeping the `Date` header.
+fn send(
+    request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    what: &str,
+    attempt: &Attempt,
+) -> Result<Reply, Failure> {
+    use std::io::Read;
+    let left = attempt.remaining()?;
+    let response = request.config().timeout_global(Some(left)).build().send(BODY);
+    let mut response = response.map_err(|e| client::classify(what, e, attempt))?;
+    let status = response.status().as_u16();
+    let date = response.headers().get("date").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let mut bytes = Vec::new();
+    response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .reader()
+        .take(client::BODY_LIMIT)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::io(what, &e, attempt))?;
+    Ok(Reply { status, date, body: String::from_utf8_lossy(&bytes).into_owned() })
+}
+
 impl Check for Identity {
     fn verb(&self) -> &'static str {
         "identity"
@@ -269,12 +308,23 @@ impl Check for Identity {
         for (name, value) in &signed.headers {
             request = request.header(*name, value);
         }
-        let reply = client::send_bytes(request, BODY, &what, attempt)?;
+        let reply = send(request, &what, attempt)?;
         if reply.status != 200 {
-            return Err(Failure::new(
-                Reason::for_status(reply.status),
-                format!("{what} failed: {}", describe_error(reply.status, &reply.body)),
-            ));
+            let call = Call {
+                service: Service::Sts,
+                what: &what,
+                region: &self.region,
+                region_var: &self.region_var,
+                credentials: &creds,
+                object: None,
+            };
+            let answer = Answer {
+                status: reply.status,
+                date: reply.date.as_deref(),
+                bucket_region: None,
+                body: &reply.body,
+            };
+            return Err(errors::explain(&call, &answer, SystemTime::now()));
         }
         let arn = xml_text(&reply.body, "Arn").filter(|a| !a.is_empty());
         let Some(arn) = arn else {

@@ -1,14 +1,27 @@
-//! `s3`: GetObject of `BUCKET`/`KEY`, the seed's check. It proves that the
-//! pod's identity (IRSA, Pod Identity, kube2iam, ...) can read from S3.
+//! `s3`: GetObject of `BUCKET`/`KEY`, the Go original's check. It proves
+//! that the pod's identity (IRSA, Pod Identity, kube2iam, ...) can read from
+//! S3.
+//!
+//! Addressed as the AWS SDKs do: AWS's regional endpoint, the bucket as a
+//! virtual host (`canary.s3.us-east-1.amazonaws.com`) unless its name cannot
+//! be one (dots, capitals, underscores: then by path), or `ENDPOINT`,
+//! `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` by path; `PATH_STYLE` decides
+//! instead when set. Error answers are explained by `aws::errors`.
 
+use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use s3::command::Command;
 use s3::creds::Credentials;
 use s3::error::S3Error;
+use s3::request::blocking::AttoRequest;
+use s3::request::Request;
 use s3::{Bucket, Region};
 
-use crate::aws::{self, credentials};
+use crate::aws::credentials::{self, Env, ProcessEnv};
+use crate::aws::errors::{self, Answer, Call, Object, Service};
+use crate::boolean::parse_bool;
 use crate::checks::Settings;
 use crate::client;
 use crate::contract::{is_tls_error, Attempt, Check, Failure, Reason};
@@ -18,7 +31,13 @@ pub struct S3 {
     bucket: String,
     key: String,
     region: String,
+    /// `ENDPOINT`, `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`; without one,
+    /// AWS's regional endpoint.
     endpoint: Option<String>,
+    path_style: bool,
+    /// The variables that set the bucket, key and region, for errors that
+    /// say which to change.
+    vars: [String; 3],
     /// For the credential chain's HTTP sources; built once.
     agent: ureq::Agent,
 }
@@ -26,24 +45,52 @@ pub struct S3 {
 /// Every `KUBERNARY_<NAME>_<KEY>` key this kind reads, besides
 /// [`COMMON_KEYS`](super::COMMON_KEYS). The deploy/ manifests are checked
 /// against it; a test below checks it against what `from_settings` reads.
-pub const KEYS: &[&str] = &["BUCKET", "KEY", "REGION", "ENDPOINT"];
+pub const KEYS: &[&str] = &["BUCKET", "KEY", "REGION", "ENDPOINT", "PATH_STYLE"];
 
 impl S3 {
     pub fn from_settings(settings: &Settings) -> Result<S3, String> {
+        S3::from_settings_with(settings, &ProcessEnv)
+    }
+
+    /// `env` is where `AWS_ENDPOINT_URL_S3` and `AWS_ENDPOINT_URL` come from.
+    fn from_settings_with(settings: &Settings, env: &dyn Env) -> Result<S3, String> {
         let bucket = settings.require("BUCKET", "the bucket to read from")?.to_string();
         let key = settings.or("KEY", "check").trim_start_matches('/').to_string();
         let region = settings.or("REGION", "us-east-1").to_string();
-        let endpoint = settings.get("ENDPOINT").map(|e| e.trim_end_matches('/').to_string());
+        if region.is_empty() || !region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!(
+                "{}: {region:?} is not a region name (like us-east-1)",
+                settings.var("REGION")
+            ));
+        }
+        // As every AWS SDK reads them, so one setting serves all the pod's clients.
+        let (endpoint, endpoint_var) = match settings.get("ENDPOINT") {
+            Some(e) => (Some(e.to_string()), settings.var("ENDPOINT")),
+            None => match env.var("AWS_ENDPOINT_URL_S3") {
+                Some(e) => (Some(e), "AWS_ENDPOINT_URL_S3".to_string()),
+                None => (env.var("AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL".to_string()),
+            },
+        };
+        let endpoint = endpoint.map(|e| e.trim_end_matches('/').to_string());
         if let Some(e) = &endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(format!("{}: {e:?} is not an http:// or https:// URL", settings.var("ENDPOINT")));
+                return Err(format!("{endpoint_var}: {e:?} is not an http:// or https:// URL"));
             }
         }
-        if endpoint.is_none() && region.parse::<Region>().is_err() {
-            return Err(format!("{}: unknown region {region:?}", settings.var("REGION")));
-        }
+        let path_style = match settings.get("PATH_STYLE") {
+            Some(text) => parse_bool(text).ok_or_else(|| {
+                format!(
+                    "{}: expected true or false (or unset, to choose by the bucket's name), got {text:?}",
+                    settings.var("PATH_STYLE")
+                )
+            })?,
+            // S3-compatible services mostly want path style; AWS wants
+            // virtual hosts, except for names a host name cannot carry.
+            None => endpoint.is_some() || !virtual_hostable(&bucket),
+        };
+        let vars = [settings.var("BUCKET"), settings.var("KEY"), settings.var("REGION")];
         let agent = client::agent(tls::root_certs(None)?, false);
-        Ok(S3 { bucket, key, region, endpoint, agent })
+        Ok(S3 { bucket, key, region, endpoint, path_style, vars, agent })
     }
 
     fn object(&self) -> String {
@@ -53,13 +100,8 @@ impl S3 {
     }
 
     fn bucket(&self, creds: &credentials::AwsCredentials, timeout: Duration) -> Result<Box<Bucket>, Failure> {
-        let region = match &self.endpoint {
-            Some(endpoint) => Region::Custom { region: self.region.clone(), endpoint: endpoint.clone() },
-            None => self
-                .region
-                .parse()
-                .map_err(|e| Failure::new(Reason::Internal, format!("region {}: {e}", self.region)))?,
-        };
+        let endpoint = self.endpoint.clone().unwrap_or_else(|| aws_endpoint(&self.region));
+        let region = Region::Custom { region: self.region.clone(), endpoint };
         let credentials = Credentials::new(
             Some(&creds.access_key),
             Some(&creds.secret_key),
@@ -70,11 +112,30 @@ impl S3 {
         .map_err(|e| Failure::new(Reason::Internal, e.to_string()))?;
         let mut bucket = Bucket::new(&self.bucket, region, credentials)
             .map_err(|e| Failure::new(Reason::Internal, format!("bucket {}: {e}", self.bucket)))?;
-        if self.endpoint.is_some() {
+        if self.path_style {
             bucket = bucket.with_path_style();
         }
         bucket.with_request_timeout(timeout).map_err(|e| Failure::new(Reason::Internal, e.to_string()))
     }
+}
+
+/// AWS's regional S3 endpoint, as the SDKs address it now (us-east-1
+/// included: not the legacy global `s3.amazonaws.com`).
+fn aws_endpoint(region: &str) -> String {
+    let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    format!("https://s3.{region}.{suffix}")
+}
+
+/// Whether `bucket.s3.<region>.amazonaws.com` can name the bucket: one DNS
+/// label (a dot would fall outside the certificate's `*.s3.…` wildcard), 3
+/// to 63 lower-case letters, digits and hyphens, a letter or digit at each
+/// end. Other names are addressed by path, as the AWS SDKs do.
+fn virtual_hostable(bucket: &str) -> bool {
+    let b = bucket.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 impl Check for S3 {
@@ -84,8 +145,7 @@ impl Check for S3 {
 
     fn run(&self, attempt: &Attempt) -> Result<(), Failure> {
         let what = format!("s3 download of {}", self.object());
-        let creds = credentials::resolve(&self.agent, &credentials::ProcessEnv, attempt)
-            .map_err(|f| f.context(&what))?;
+        let creds = credentials::resolve(&self.agent, &ProcessEnv, attempt).map_err(|f| f.context(&what))?;
         attempt.note("credential_source", creds.source.as_str());
         let bucket = self.bucket(&creds, attempt.remaining()?)?;
         // attohttpc's own connect timeout is 30 s and cannot be set through
@@ -98,25 +158,79 @@ impl Check for S3 {
             .and_then(|u| attohttpc::ProxySettings::from_env().for_url(&u).map(|p| p.to_string()))
             .unwrap_or(url);
         preflight(&first_hop, attempt).map_err(|f| f.context(&what))?;
+        let bucket = bucket
+            .with_request_timeout(attempt.remaining()?)
+            .map_err(|e| Failure::new(Reason::Internal, e.to_string()))?;
+        // rust-s3's request rather than get_object_to_writer, which keeps
+        // the answer's headers (Date, x-amz-bucket-region) to itself.
+        let call = Call {
+            service: Service::S3,
+            what: &what,
+            region: &self.region,
+            region_var: &self.vars[2],
+            credentials: &creds,
+            object: Some(Object {
+                bucket: &self.bucket,
+                key: &self.key,
+                bucket_var: &self.vars[0],
+                key_var: &self.vars[1],
+            }),
+        };
+        let mut response = match AttoRequest::new(&bucket, &self.key, Command::GetObject)
+            .and_then(|request| request.response())
+        {
+            Ok(response) => response,
+            Err(e) if is_redirect_without_location(&e) => {
+                return Err(self.redirected(&call, &bucket.url(), attempt));
+            }
+            Err(e) => return Err(s3_error(&what, e, attempt)),
+        };
+        let status = response.status().as_u16();
+        let header =
+            |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (date, bucket_region) = (header("date"), header("x-amz-bucket-region"));
         // Streamed into a sink that keeps an error document's worth and
         // stops after BODY_LIMIT: a KEY that names a large object proves the
         // same as a small one, without buffering it.
         let mut sink = Sink::default();
-        let response = bucket
-            .with_request_timeout(attempt.remaining()?)
-            .map_err(|e| Failure::new(Reason::Internal, e.to_string()))?
-            .get_object_to_writer(&self.key, &mut sink);
-        match response {
-            Ok(status) if (200..300).contains(&status) => Ok(()),
-            Ok(status) => {
-                let body = String::from_utf8_lossy(&sink.head);
-                let message = format!("{what} failed: {}", aws::describe_error(status, &body));
-                Err(Failure::new(Reason::for_status(status), message))
-            }
-            Err(S3Error::Io(e)) if e.get_ref().is_some_and(|i| i.is::<Enough>()) => Ok(()),
-            Err(e) => Err(s3_error(&what, e, attempt)),
+        let copied = std::io::copy(&mut (&mut response as &mut dyn Read), &mut sink);
+        if (200..300).contains(&status) {
+            return match copied {
+                Ok(_) => Ok(()),
+                Err(e) if e.get_ref().is_some_and(|i| i.is::<Enough>()) => Ok(()),
+                Err(e) => Err(Failure::io(&format!("{what} failed"), &e, attempt)),
+            };
         }
+        let body = String::from_utf8_lossy(&sink.head);
+        let answer =
+            Answer { status, date: date.as_deref(), bucket_region: bucket_region.as_deref(), body: &body };
+        Err(errors::explain(&call, &answer, SystemTime::now()))
     }
+}
+
+impl S3 {
+    /// S3 answers a request at the wrong region's endpoint with `301
+    /// PermanentRedirect` and no `Location`, which attohttpc (following
+    /// redirects, unconfigurably, inside rust-s3) turns into an error that
+    /// keeps neither headers nor body. HEAD of the bucket, as the SDKs find
+    /// a bucket's region, gets `x-amz-bucket-region` whatever the answer.
+    fn redirected(&self, call: &Call, bucket_url: &str, attempt: &Attempt) -> Failure {
+        let region = attempt.remaining().ok().and_then(|left| {
+            let response =
+                self.agent.head(bucket_url).config().timeout_global(Some(left)).build().call().ok()?;
+            let region = response.headers().get("x-amz-bucket-region")?.to_str().ok()?;
+            Some(region.to_string())
+        });
+        let answer = Answer { status: 301, date: None, bucket_region: region.as_deref(), body: "" };
+        errors::explain(call, &answer, SystemTime::now())
+    }
+}
+
+fn is_redirect_without_location(err: &S3Error) -> bool {
+    matches!(err, S3Error::Atto(e) if matches!(
+        e.kind(),
+        attohttpc::ErrorKind::InvalidResponse(attohttpc::InvalidResponseKind::LocationHeader)
+    ))
 }
 
 /// Where a download goes: the first 4 KiB are kept (an error document), the
@@ -217,6 +331,7 @@ mod keys_tests {
             ("KUBERNARY_X_KEY", "k"),
             ("KUBERNARY_X_REGION", "eu-west-1"),
             ("KUBERNARY_X_ENDPOINT", "http://127.0.0.1:1"),
+            ("KUBERNARY_X_PATH_STYLE", "false"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -228,5 +343,74 @@ mod keys_tests {
         read.sort();
         keys.sort();
         assert_eq!(read, keys);
+    }
+}
+
+#[cfg(test)]
+mod addressing_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn s3(settings: &[(&str, &str)], env: &[(&str, &str)]) -> Result<S3, String> {
+        crate::tls::install_crypto_provider();
+        let map = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        S3::from_settings_with(&Settings::new("s3", &map(settings)), &map(env))
+    }
+
+    #[test]
+    fn names_a_host_cannot_carry_are_addressed_by_path() {
+        for good in ["canary", "my-bucket-1", "abc"] {
+            assert!(virtual_hostable(good), "{good}");
+        }
+        for bad in ["my.bucket", "My_Bucket", "ab", "-x-", "UPPER", &"a".repeat(64)] {
+            assert!(!virtual_hostable(bad), "{bad}");
+        }
+        let dotted = s3(&[("KUBERNARY_S3_BUCKET", "my.bucket")], &[]).unwrap();
+        assert!(dotted.path_style && dotted.endpoint.is_none());
+        let plain = s3(&[("KUBERNARY_S3_BUCKET", "canary")], &[]).unwrap();
+        assert!(!plain.path_style);
+        assert_eq!(aws_endpoint("us-east-1"), "https://s3.us-east-1.amazonaws.com");
+        assert_eq!(aws_endpoint("cn-north-1"), "https://s3.cn-north-1.amazonaws.com.cn");
+    }
+
+    #[test]
+    fn path_style_and_endpoints_from_the_sdk_variables() {
+        let forced =
+            s3(&[("KUBERNARY_S3_BUCKET", "canary"), ("KUBERNARY_S3_PATH_STYLE", "true")], &[]).unwrap();
+        assert!(forced.path_style);
+        let off = s3(
+            &[
+                ("KUBERNARY_S3_BUCKET", "canary"),
+                ("KUBERNARY_S3_ENDPOINT", "http://127.0.0.1:9"),
+                ("KUBERNARY_S3_PATH_STYLE", "0"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(!off.path_style, "an S3-compatible service that wants virtual hosts");
+        let err =
+            s3(&[("KUBERNARY_S3_BUCKET", "canary"), ("KUBERNARY_S3_PATH_STYLE", "auto")], &[]).err().unwrap();
+        assert!(err.starts_with("KUBERNARY_S3_PATH_STYLE: expected true or false"), "{err}");
+
+        let both =
+            [("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1/"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:2")];
+        let from_env = s3(&[("KUBERNARY_S3_BUCKET", "canary")], &both).unwrap();
+        assert_eq!(from_env.endpoint.as_deref(), Some("http://127.0.0.1:1"));
+        assert!(from_env.path_style);
+        let general = s3(&[("KUBERNARY_S3_BUCKET", "canary")], &both[1..]).unwrap();
+        assert_eq!(general.endpoint.as_deref(), Some("http://127.0.0.1:2"));
+        let ours =
+            s3(&[("KUBERNARY_S3_BUCKET", "canary"), ("KUBERNARY_S3_ENDPOINT", "http://127.0.0.1:3")], &both)
+                .unwrap();
+        assert_eq!(ours.endpoint.as_deref(), Some("http://127.0.0.1:3"), "the check's own key wins");
+        let err =
+            s3(&[("KUBERNARY_S3_BUCKET", "canary")], &[("AWS_ENDPOINT_URL", "s3.local")]).err().unwrap();
+        assert!(err.starts_with("AWS_ENDPOINT_URL: \"s3.local\" is not an http"), "{err}");
+        let err =
+            s3(&[("KUBERNARY_S3_BUCKET", "canary"), ("KUBERNARY_S3_REGION", "eu west")], &[]).err().unwrap();
+        assert!(err.starts_with("KUBERNARY_S3_REGION: \"eu west\" is not a region name"), "{err}");
     }
 }

@@ -1,10 +1,11 @@
-//! A check's settings: `KUBERNARY_<NAME>_<KEY>` variables, the seed's
+//! A check's settings: `KUBERNARY_<NAME>_<KEY>` variables, the Go original's
 //! `CheckConfigFromEnv` pattern. Errors name the variable to fix.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::boolean::parse_bool;
 use crate::duration;
 
 pub struct Settings<'a> {
@@ -76,15 +77,6 @@ impl<'a> Settings<'a> {
                 text.parse().map_err(|_| format!("{}: expected a whole number, got {text:?}", self.var(key)))
             }
         }
-    }
-}
-
-/// The spellings kingpin accepted for booleans in the environment.
-pub fn parse_bool(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" | "" => Some(false),
-        _ => None,
     }
 }
 

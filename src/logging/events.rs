@@ -51,10 +51,10 @@ pub fn request(method: &str, path: &str, peer: &str, status: u16, took: Duration
 
 /// A settled run of check `name`: a line for a failed run, a debug line for
 /// a passing one, and a line when the check's reported state changes.
-pub fn run(outcome: &Record) {
-    let (name, kind) = (outcome.check.as_str(), outcome.kind.as_str());
-    let ms = outcome.duration.as_millis() as u64;
-    match &outcome.result {
+pub fn run(record: &Record) {
+    let (name, kind) = (record.check.as_str(), record.kind.as_str());
+    let ms = record.duration.as_millis() as u64;
+    match &record.result {
         Ok(()) => debug!(
             event = "run", check = name, kind = kind, ok = true, duration_ms = ms;
             "check {name} passed in {ms}ms"
@@ -69,24 +69,26 @@ pub fn run(outcome: &Record) {
             );
         }
     }
-    for (key, value) in &outcome.notes {
-        match value {
-            serde_json::Value::String(text) => debug!("check {name}: {key}={text}"),
-            other => debug!("check {name}: {key}={other}"),
-        }
+    for (key, value) in &record.notes {
+        let text = match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        let note: &str = key;
+        debug!(event = "note", check = name, note = note, value = text.as_str(); "check {name}: {key}={text}");
     }
-    let ok = outcome.verdict.ok;
-    let started = outcome.finished.checked_sub(outcome.duration).unwrap_or(outcome.finished);
-    match STATES.lock().unwrap_or_else(|e| e.into_inner()).observe(name, outcome.ok(), ok, started) {
+    let ok = record.verdict.ok;
+    let started = record.finished.checked_sub(record.duration).unwrap_or(record.finished);
+    match STATES.lock().unwrap_or_else(|e| e.into_inner()).observe(name, record.ok(), ok, started) {
         Change::None => {}
         Change::First => {
             if ok {
                 info!(event = "state", check = name, kind = kind, ok = true; "check {name} passed its first run");
             } else {
-                failing(name, kind, outcome);
+                failing(name, kind, record);
             }
         }
-        Change::Failing => failing(name, kind, outcome),
+        Change::Failing => failing(name, kind, record),
         Change::Passing { down } => {
             let down_ms = down.as_millis() as u64;
             let text = Go(Duration::from_millis(down_ms));
@@ -98,8 +100,8 @@ pub fn run(outcome: &Record) {
     }
 }
 
-fn failing(name: &str, kind: &str, outcome: &Record) {
-    let (reason, error) = match &outcome.result {
+fn failing(name: &str, kind: &str, record: &Record) {
+    let (reason, error) = match &record.result {
         Err(f) => (f.reason.as_str(), f.message.as_str()),
         // Hysteresis keeps a state for a run that went the other way; a
         // failing state is only entered on a failed run, but say so plainly.

@@ -15,6 +15,7 @@
 // only some of it; unused items are expected, not a smell.
 #![allow(dead_code, unused_imports)]
 
+pub mod aws;
 mod daemon;
 mod fake_http;
 mod faulty;
