@@ -180,9 +180,14 @@ fn machine() -> String {
         .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim()))
         .unwrap_or("unknown CPU");
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores, {model}, Linux {}, load average {} at start", kernel.trim(), load_average())
+}
+
+/// The 1-minute load average: the machine's other work, which the figures
+/// share the two cores with.
+fn load_average() -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().next().unwrap_or("?");
-    format!("{cores} cores, {model}, Linux {}, load average {load} at start", kernel.trim())
+    load.split_whitespace().next().unwrap_or("?").to_string()
 }
 
 // ---------------------------------------------------------------------------
@@ -651,7 +656,7 @@ const ROWS: &[Row] = &[
 
 fn table(opts: &Opts, machine: &str, blackbox: Option<&Blackbox>, results: &Results) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Machine: {machine}.");
+    let _ = writeln!(out, "Machine: {machine}, {} at the end.", load_average());
     let _ = writeln!(
         out,
         "Each figure: median of {} runs (min–max); binaries interleaved run by run; sizes are single values.",

@@ -1,8 +1,10 @@
 //! The HTTP client that checks share: one ureq agent per trust set, built
 //! once, and the mapping of ureq's errors onto failure reasons.
 
+use std::cell::RefCell;
 use std::io::Read;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ureq::config::Config;
 use ureq::http::Uri;
@@ -41,7 +43,9 @@ pub fn agent(roots: RootCerts, follow_redirects: bool) -> ureq::Agent {
             .max_idle_connections(0)
             .user_agent(concat!("kubernary/", env!("CARGO_PKG_VERSION")))
             .build(),
-        ().chain(ConnectProxyConnector::default()).chain(TcpConnector::default()).chain(AgentTls::default()),
+        ().chain(ConnectProxyConnector::default())
+            .chain(Timed("connect", TcpConnector::default()))
+            .chain(Timed("tls", AgentTls::default())),
         InlineResolver::default(),
     )
 }
@@ -83,6 +87,62 @@ impl<In: Transport> Connector<In> for AgentTls {
     }
 }
 
+/// Times a connector step as a phase of the run: only when it did the work
+/// (a step handed an already-made connection, or a plain-HTTP URL for the
+/// TLS step, passes it through and is not a phase).
+#[derive(Debug)]
+struct Timed<C>(&'static str, C);
+
+impl<In: Transport, C: Connector<In>> Connector<In> for Timed<C> {
+    type Out = C::Out;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let works = match self.0 {
+            "tls" => chained.is_some() && details.uri.scheme_str() == Some("https"),
+            _ => chained.is_none(),
+        };
+        let started = Instant::now();
+        let out = self.1.connect(details, chained);
+        if works {
+            mark(self.0, started.elapsed());
+        }
+        out
+    }
+}
+
+thread_local! {
+    /// The phases ureq's steps took during the current [`send`], on this
+    /// thread: the resolver and the connectors run on the caller's thread
+    /// (see [`InlineResolver`]), and ureq hands them nothing of the run.
+    static PHASES: RefCell<Vec<(&'static str, Duration)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn mark(phase: &'static str, took: Duration) {
+    PHASES.with(|p| p.borrow_mut().push((phase, took)));
+}
+
+/// Runs one exchange's head (resolve, connect, TLS, request, response head)
+/// and records its phases in the attempt; what is left of its time, after
+/// the steps ureq took, is the wait for the first byte.
+fn timed_call<T>(attempt: &Attempt, call: impl FnOnce() -> T) -> T {
+    PHASES.with(|p| p.borrow_mut().clear());
+    let started = Instant::now();
+    let out = call();
+    let total = started.elapsed();
+    let steps = PHASES.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let mut spent = Duration::ZERO;
+    for (phase, took) in steps {
+        attempt.phase(phase, took);
+        spent += took;
+    }
+    attempt.phase("first_byte", total.saturating_sub(spent));
+    out
+}
+
 /// A finished exchange: status and (bounded) body.
 pub struct Reply {
     pub status: u16,
@@ -98,7 +158,7 @@ pub fn send(
     attempt: &Attempt,
 ) -> Result<Reply, Failure> {
     let left = attempt.remaining()?;
-    let response = request.config().timeout_global(Some(left)).build().call();
+    let response = timed_call(attempt, || request.config().timeout_global(Some(left)).build().call());
     finish(response, what, attempt)
 }
 
@@ -110,7 +170,9 @@ pub fn send_form(
     attempt: &Attempt,
 ) -> Result<Reply, Failure> {
     let left = attempt.remaining()?;
-    let response = request.config().timeout_global(Some(left)).build().send_form(form.iter().copied());
+    let response = timed_call(attempt, || {
+        request.config().timeout_global(Some(left)).build().send_form(form.iter().copied())
+    });
     finish(response, what, attempt)
 }
 
@@ -123,7 +185,7 @@ pub fn send_bytes(
     attempt: &Attempt,
 ) -> Result<Reply, Failure> {
     let left = attempt.remaining()?;
-    let response = request.config().timeout_global(Some(left)).build().send(body);
+    let response = timed_call(attempt, || request.config().timeout_global(Some(left)).build().send(body));
     finish(response, what, attempt)
 }
 
@@ -137,13 +199,16 @@ fn finish(
     // Checks judge the status and a few fields: the first BODY_LIMIT bytes
     // are plenty, and the rest is left unread (connections are not reused).
     let mut bytes = Vec::new();
-    response
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .reader()
-        .take(BODY_LIMIT)
-        .read_to_end(&mut bytes)
+    attempt
+        .timed("body", || {
+            response
+                .body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .reader()
+                .take(BODY_LIMIT)
+                .read_to_end(&mut bytes)
+        })
         .map_err(|e| Failure::io(what, &e, attempt))?;
     let body = String::from_utf8_lossy(&bytes).into_owned();
     Ok(Reply { status, body })
@@ -192,7 +257,10 @@ impl Resolver for InlineResolver {
         config: &Config,
         _: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        self.0.resolve(uri, config, NextTimeout::default())
+        let started = Instant::now();
+        let resolved = self.0.resolve(uri, config, NextTimeout::default());
+        mark("resolve", started.elapsed());
+        resolved
     }
 }
 

@@ -161,6 +161,9 @@ pub fn is_resolve_error(err: &io::Error) -> bool {
         || text.contains("nodename nor servname")
 }
 
+/// The note that holds a run's phases, in milliseconds: `{"connect": 0.4}`.
+pub const PHASES: &str = "phases_ms";
+
 /// One run of a check: its deadline, and what it noted on the way for the
 /// `/health` JSON (`credential_source`, `arn`, ...).
 pub struct Attempt {
@@ -202,6 +205,36 @@ impl Attempt {
         notes.push((key, value.into()));
     }
 
+    /// Records that a phase of this run (`resolve`, `connect`, `tls`,
+    /// `first_byte`, `body`, `credentials`) took `took`, for `phases_ms` in
+    /// `/health` and `kubernary_check_phase_seconds`. A phase met twice (a
+    /// second address tried) adds up.
+    pub fn phase(&self, name: &'static str, took: Duration) {
+        let ms = took.as_secs_f64() * 1000.0;
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        let phases = match notes.iter_mut().find(|(k, _)| *k == PHASES) {
+            Some((_, serde_json::Value::Object(phases))) => phases,
+            _ => {
+                notes.retain(|(k, _)| *k != PHASES);
+                notes.push((PHASES, serde_json::Value::Object(serde_json::Map::new())));
+                match notes.last_mut() {
+                    Some((_, serde_json::Value::Object(phases))) => phases,
+                    _ => unreachable!("just pushed an object"),
+                }
+            }
+        };
+        let before = phases.get(name).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        phases.insert(name.into(), (((before + ms) * 1000.0).round() / 1000.0).into());
+    }
+
+    /// Runs `step` as phase `name`, timed whether it succeeds or not.
+    pub fn timed<T>(&self, name: &'static str, step: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = step();
+        self.phase(name, started.elapsed());
+        out
+    }
+
     pub fn notes(&self) -> Vec<(&'static str, serde_json::Value)> {
         self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -219,6 +252,23 @@ mod tests {
         assert_eq!(failure.message, "timed out after 2s");
         let fresh = Attempt::new(Instant::now(), Duration::from_secs(2));
         assert!(fresh.remaining().unwrap() > Duration::from_secs(1));
+    }
+
+    #[test]
+    fn phases_add_up_under_one_note() {
+        let attempt = Attempt::new(Instant::now(), Duration::from_secs(5));
+        attempt.note("address", "127.0.0.1:1");
+        attempt.phase("resolve", Duration::from_micros(1500));
+        attempt.phase("connect", Duration::from_micros(250));
+        attempt.phase("connect", Duration::from_micros(250));
+        let ok: Result<(), ()> = attempt.timed("body", || Ok(()));
+        assert!(ok.is_ok());
+        let notes = attempt.notes();
+        let phases = &notes.iter().find(|(k, _)| *k == PHASES).unwrap().1;
+        assert_eq!(phases["resolve"], 1.5);
+        assert_eq!(phases["connect"], 0.5);
+        assert!(phases["body"].as_f64().unwrap() < 1000.0);
+        assert_eq!(notes[0], ("address", "127.0.0.1:1".into()), "other notes stay");
     }
 
     #[test]

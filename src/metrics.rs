@@ -75,8 +75,18 @@ impl Sink for Metrics {
             duration: r.duration,
             last_success: r.verdict.last_success,
             consecutive_failures: r.verdict.consecutive_failures,
+            phases: phases(r),
         });
     }
+}
+
+/// The record's `phases_ms` note (`contract::PHASES`, named here as
+/// metrics does not import the contract), in seconds.
+fn phases(r: &Record) -> Vec<(&str, f64)> {
+    let Some((_, serde_json::Value::Object(phases))) = r.notes.iter().find(|(k, _)| *k == "phases_ms") else {
+        return Vec::new();
+    };
+    phases.iter().filter_map(|(phase, ms)| Some((phase.as_str(), ms.as_f64()? / 1000.0))).collect()
 }
 
 /// A cadence sink that queues lines for the sender thread.

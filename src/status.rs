@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{rfc3339, utc};
+use crate::contract::PHASES;
 use crate::duration::{Go, Millis};
 use crate::history::{History, Recent, Sample, CAPACITY};
 use crate::runs::{Entry, Outcome, Runner};
@@ -216,10 +217,18 @@ impl Card<'_> {
         if !identity.is_empty() {
             let _ = write!(w, "<dt>identity</dt><dd class=\"identity\">{}</dd>", identity.join(" \u{b7} "));
         }
+        if let Some((_, serde_json::Value::Object(phases))) = outcome.notes.iter().find(|(k, _)| *k == PHASES)
+        {
+            let text: Vec<String> = phases
+                .iter()
+                .map(|(phase, ms)| format!("{} {:.1}ms", esc(phase), ms.as_f64().unwrap_or(0.0)))
+                .collect();
+            let _ = write!(w, "<dt>phases</dt><dd class=\"phases\">{}</dd>", text.join(" \u{b7} "));
+        }
         let other: Vec<String> = outcome
             .notes
             .iter()
-            .filter(|(k, _)| !IDENTITY_NOTES.contains(k))
+            .filter(|(k, _)| !IDENTITY_NOTES.contains(k) && *k != PHASES)
             .map(|(k, v)| format!("{}: {}", esc(k), esc(&note_text(v))))
             .collect();
         if !other.is_empty() {

@@ -69,6 +69,24 @@ impl HangServer {
     pub fn connections(&self) -> usize {
         self.conns.lock().unwrap().len()
     }
+
+    /// How many accepted connections the client has not closed yet: a
+    /// check's worker closes its socket when it gives up, so this falls to
+    /// zero once every run that reached this server has returned.
+    pub fn open_connections(&self) -> usize {
+        use std::io::Read;
+        let conns = self.conns.lock().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut open = |mut conn: &TcpStream| loop {
+            // What the client sent is read and dropped, to get to its FIN.
+            match conn.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(_) => continue,
+                Err(e) => return e.kind() == std::io::ErrorKind::WouldBlock,
+            }
+        };
+        conns.iter().filter(|c| c.set_nonblocking(true).is_ok() && open(c)).count()
+    }
 }
 
 impl Drop for HangServer {
