@@ -693,7 +693,7 @@ fn table(opts: &Opts, machine: &str, blackbox: Option<&Blackbox>, results: &Resu
         busy.sort_by(f64::total_cmp);
         let _ = writeln!(
             out,
-            "Other work: {:.1} tasks runnable on average while a daemon sat idle (median of the idle phases, {:.1}–{:.1}), for 2 cores.",
+            "Other work: {:.1} tasks runnable on average while a daemon sat idle (median of the idle phases, {:.1}–{:.1}).",
             percentile(&mut busy, 50.0),
             busy[0],
             busy[busy.len() - 1]
