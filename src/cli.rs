@@ -621,8 +621,10 @@ mod tests {
 
     #[test]
     fn kingpin_spellings_from_the_go_original() {
-        let o = parse_with(&["--no-debug", "s:1"], &[("KUBERNARY_DEBUG", "true")]).unwrap();
-        assert!(!o.debug, "--no-<switch> beats the environment");
+        let env = [("KUBERNARY_DEBUG", "true"), ("KUBERNARY_CACHED_HEALTH", "true")];
+        let o = parse_with(&["--no-debug", "--no-cached-health", "s:1"], &env).unwrap();
+        assert!(!o.debug && !o.cached_health, "--no-<switch> beats the environment");
+        assert!(!parse_with(&["--cached-health=false", "s:1"], &env).unwrap().cached_health);
         for help in ["--help-long", "--help-man"] {
             assert!(matches!(parse_with(&[help], &[]), Err(Exit::Help(_))), "{help}");
         }

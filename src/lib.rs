@@ -29,7 +29,7 @@
 //!          └→ cli → {boolean, logging}
 //! checks → {aws → client, client} → contract
 //! leaves:  contract → duration; record → {contract, verdict};
-//!          boolean, duration, verdict, clock, tls
+//!          boolean, duration, verdict, clock, tls, schedstat
 //! ```
 //!
 //! Nothing below `runs` knows of runs, metrics or the server: a check kind,
@@ -56,6 +56,7 @@ pub mod prometheus;
 pub mod record;
 pub mod render;
 pub mod runs;
+pub mod schedstat;
 pub mod scheduler;
 pub mod server;
 pub mod shutdown;
@@ -138,7 +139,8 @@ mod graph {
         ("client", &["contract", "tls", "duration", "clock"]),
         ("aws", &["aws", "client", "contract", "tls", "duration", "clock"]),
         ("checks", &["checks", "aws", "client", "contract", "tls", "duration", "clock", "boolean"]),
-        ("runs", &["contract", "record", "pool", "verdict", "duration"]),
+        ("runs", &["contract", "record", "pool", "verdict", "duration", "schedstat"]),
+        ("schedstat", &[]),
         ("cli", &["boolean", "duration", "logging"]),
         ("config", &["checks", "cli", "runs", "tls", "duration"]),
     ];

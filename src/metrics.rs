@@ -5,6 +5,9 @@
 //! (never blocking: a full channel drops the line and counts it) and one
 //! thread sends them, resolving the address when it first can and again from
 //! time to time, so a statsd that comes up later, or moves, gets metrics.
+//! Every address the name resolves to is tried in turn while the ones before
+//! it refuse, and a full socket buffer costs one datagram (counted), never
+//! the socket.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -75,8 +78,18 @@ impl Sink for Metrics {
             duration: r.duration,
             last_success: r.verdict.last_success,
             consecutive_failures: r.verdict.consecutive_failures,
+            phases: phases(r),
         });
     }
+}
+
+/// The record's `phases_ms` note (`contract::PHASES`, named here as
+/// metrics does not import the contract), in seconds.
+fn phases(r: &Record) -> Vec<(&str, f64)> {
+    let Some((_, serde_json::Value::Object(phases))) = r.notes.iter().find(|(k, _)| *k == "phases_ms") else {
+        return Vec::new();
+    };
+    phases.iter().filter_map(|(phase, ms)| Some((phase.as_str(), ms.as_f64()? / 1000.0))).collect()
 }
 
 /// A cadence sink that queues lines for the sender thread.

@@ -181,6 +181,52 @@ fn the_flag_tables_name_no_flag_the_binary_lacks() {
     }
 }
 
+/// Code spans (`` `...` `` on one line) of a Markdown text.
+fn code_spans(text: &str) -> Vec<&str> {
+    let mut spans = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced {
+            spans.extend(line.split('`').skip(1).step_by(2));
+        }
+    }
+    spans
+}
+
+#[test]
+fn every_flag_the_docs_name_is_one_the_binary_has() {
+    let (mut known, _) = flags_and_variables();
+    known.extend(words_starting(&binary_output(&["probe", "--help"]), "--"));
+    // Placeholders for "any flag", "any switch".
+    known.extend(["--flag", "--switch"].map(String::from));
+    let switches: Vec<String> = known.iter().map(|f| format!("--no-{}", &f[2..])).collect();
+    let mut sources = vec![("README.md".to_string(), readme())];
+    // The pages about using kubernary; the others also name other tools'
+    // flags (wrk's, chromium's).
+    let about_kubernary =
+        ["configuration.md", "checks.md", "endpoints.md", "metrics.md", "migrating.md", "container.md"];
+    sources.extend(pages().into_iter().filter(|(name, _)| about_kubernary.contains(&name.as_str())));
+    let mut named = 0;
+    for (name, text) in &sources {
+        for span in code_spans(text) {
+            let Some(first) = span.split_whitespace().next().filter(|w| w.starts_with("--")) else {
+                continue;
+            };
+            let flag = first.split('=').next().unwrap().trim_end_matches(',');
+            named += 1;
+            assert!(
+                known.contains(flag) || switches.iter().any(|s| s == flag),
+                "{name} names `{span}`, but kubernary has no {flag}"
+            );
+        }
+    }
+    assert!(named > 20, "found only {named} flags in the docs");
+}
+
 /// Variables src/ reads: string literals that look like environment
 /// variables, outside `#[cfg(test)]` modules, that are not check keys.
 fn variables_in_source() -> BTreeSet<String> {

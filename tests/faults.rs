@@ -7,7 +7,7 @@
 //! against a `FaultServer` of its own, all switched to the fault at once:
 //!
 //! 1. healthy: every check passes;
-//! 2. the fault: one `/health` answers within TIMEOUT + 1.5 s, each check
+//! 2. the fault: one `/health` answers within TIMEOUT + MARGIN, each check
 //!    with its reason;
 //! 3. a soak: INTERVAL=100ms runs plus probers asking `/health` for a few
 //!    seconds; every answer is on time and right, the thread count stays
@@ -39,8 +39,19 @@ use support::{eventually, Daemon, Fault, FaultServer, Reply, S3Server, StatsdRec
 const TIMEOUT: Duration = Duration::from_secs(1);
 /// The same, for the daemon's environment and the figures.
 const TIMEOUT_TEXT: &str = "1s";
-/// What /health may take beyond TIMEOUT (generous: a loaded 2-core CI box).
-const MARGIN: Duration = Duration::from_millis(1500);
+/// What /health may take beyond TIMEOUT: one deadline plus scheduling. An
+/// answer is due when its runs are, at the latest their deadline; what
+/// comes after is a handler being scheduled and writing a few hundred bytes.
+/// Half of TIMEOUT, so an answer that waited on two deadlines in a row (a
+/// run joined, then another started) cannot pass.
+const MARGIN: Duration = Duration::from_millis(500);
+/// A run that timed out where the fault is a fast one is excused only when
+/// kubernary proves its worker was starved: it waited for a CPU (its
+/// `run_queue_wait_ms` in /health) for at least half of TIMEOUT. Without
+/// that wait a fast fault's run ends in milliseconds; with it, the rest of
+/// TIMEOUT is not enough for a run whose work is a few slices of CPU and
+/// whose every wake-up waits behind other work.
+const STARVED_MS: f64 = 500.0;
 
 /// Distinctive secrets; none may show anywhere the daemon writes or serves.
 const SECRET_KEY: &str = "faults-secret-key-5b1e0c77";
@@ -213,10 +224,9 @@ impl Rig {
 struct Verdict {
     /// Checks that said something else.
     problems: Vec<String>,
-    /// Checks that timed out where the fault is a fast one: a run starved
-    /// of CPU past its TIMEOUT on a loaded machine (other work shares these
-    /// 2 cores). The truth about that run, but not about the backend, so
-    /// counted apart and tolerated in small numbers.
+    /// Checks that timed out where the fault is a fast one, and whose
+    /// worker kubernary shows was starved of CPU (see [`STARVED_MS`]): the
+    /// truth about that run, but not about the backend, so counted apart.
     starved: Vec<String>,
 }
 
@@ -235,7 +245,10 @@ fn judge(body: &Value, wants: &[(&str, Want)]) -> Verdict {
         match want {
             Want::Pass if ok == Some(true) => {}
             Want::Fail(r) if ok == Some(false) && reason == *r => {}
-            _ if ok == Some(false) && reason == "timeout" => {
+            _ if ok == Some(false)
+                && reason == "timeout"
+                && result["run_queue_wait_ms"].as_f64().is_some_and(|ms| ms >= STARVED_MS) =>
+            {
                 verdict.starved.push(format!("{name}: want {want:?}, got {result}"))
             }
             _ => verdict.problems.push(format!("{name}: want {want:?}, got {result}")),
@@ -245,8 +258,8 @@ fn judge(body: &Value, wants: &[(&str, Want)]) -> Verdict {
 }
 
 /// `/health` until it says what `wants` want, up to three times: a run
-/// starved past its TIMEOUT by other load gets two more chances. The
-/// answer that counted, and how many tries it took.
+/// that kubernary shows was starved past its TIMEOUT by other load gets two
+/// more chances. The answer that counted, and how many tries it took.
 fn health_until(rig: &Rig, wants: &[(&str, Want)]) -> (u16, Value, Duration, usize) {
     let mut tries = 0;
     loop {
@@ -293,6 +306,8 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
 
     // The fault, and the answer by TIMEOUT + MARGIN.
     rig.set(&fault);
+    // Runs going at the switch end by their deadline (time passing is the
+    // event): the /health below starts runs that meet the fault.
     thread::sleep(TIMEOUT + Duration::from_millis(200));
     let want = wants(&fault);
     let (status, body, took, _) = health_until(&rig, &want);
@@ -361,16 +376,11 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
         late.len(),
         answers.len()
     );
-    // A few runs starved by other load are tolerated; a fault reported
-    // wrongly would be in every answer.
-    assert!(
-        starved.len() * 20 <= answers.len() * CHECKS.len(),
-        "{}: {} of {} results timed out instead: {:#?}",
-        fault.label(),
-        starved.len(),
-        answers.len() * CHECKS.len(),
-        &starved[..starved.len().min(10)]
-    );
+    // Runs kubernary shows were starved are printed, never counted against
+    // the backend; any other wrong result failed above.
+    for excused in &starved {
+        let _ = writeln!(std::io::stderr(), "{}: excused, the worker was starved: {excused}", fault.label());
+    }
     answers.sort();
     let slowest = answers.last().copied().unwrap_or_default();
     // Each prober holds at most a connection thread and a /health handler;
@@ -409,11 +419,12 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
         })
         .collect();
     let line = format!(
-        "{}: /health in {} ms (TIMEOUT {TIMEOUT_TEXT}), reasons {reasons:?}; soak {} s: {runs} runs, {} answers (slowest {} ms, \
+        "{}: /health in {} ms (TIMEOUT {TIMEOUT_TEXT}, MARGIN {} ms), reasons {reasons:?}; soak {} s: {runs} runs, {} answers (slowest {} ms, \
          {} results starved, {} late), threads {} idle, {} at soak start, {} max; fds {} -> {} max; RSS {} -> {} KiB ({} KiB max); \
          after the heal, passing at the /health try {heal_tries}",
         fault.label(),
         took.as_millis(),
+        MARGIN.as_millis(),
         plan.soak.as_secs(),
         answers.len(),
         slowest.as_millis(),
@@ -514,7 +525,13 @@ fn hung_aliases(dir: &Path) -> String {
     aliases.display().to_string()
 }
 
-/// Lets every lookup blocked on the FIFO go on (it reads no aliases).
+/// Lets every lookup blocked on the FIFO go on (it reads no aliases), and
+/// removes the FIFO while a writer holds it open, so that no lookup can block
+/// on it again: one that opened it after the writer closed, and before it
+/// was removed, would wait for a writer that can never come (the cause of
+/// `dns_a_hung_resolver_then_healed` hanging now and then on a busy machine:
+/// the released lookup returned, the next run's lookup opened the FIFO in
+/// that window, and the check stayed hung for good).
 fn release_fifo(fifo: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     // Non-blocking: with no reader, opening for writing fails at once
@@ -525,9 +542,10 @@ fn release_fifo(fifo: &str) {
         writer.is_some()
     });
     assert!(opened, "no lookup was blocked on {fifo}");
-    // Held a moment, so that a reader woken on a busy machine finds a
-    // writer when it runs, then closed: the reader sees the end of the file.
-    thread::sleep(Duration::from_millis(300));
+    std::fs::remove_file(fifo).unwrap();
+    // A reader blocked in open() is let through by the writer's open even if
+    // the writer is gone by the time it runs (Linux counts writers that came);
+    // it then reads the end of the file.
     drop(writer);
 }
 
@@ -569,10 +587,6 @@ fn a_hung_resolver_never_piles_up_threads() {
 /// (root) to change /etc/hosts for the daemon alone; without one the test
 /// stops after the hang.
 #[test]
-// Passes alone, but with the rest of this file running beside it the
-// released lookup sometimes stays blocked on this machine (gVisor): kept for
-// `make soak`, which runs one test at a time, until that is understood.
-#[ignore = "flaky beside other tests: make soak runs it"]
 fn dns_a_hung_resolver_then_healed() {
     let dir = tempfile::tempdir().unwrap();
     let aliases = hung_aliases(dir.path());
@@ -619,7 +633,6 @@ fn dns_a_hung_resolver_then_healed() {
     }
     std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 kubernaryhang\n").unwrap();
     release_fifo(&aliases);
-    std::fs::remove_file(&aliases).unwrap();
     // The released lookup returns, then the next run passes; on a busy
     // machine that can take a moment past TIMEOUT.
     let mut last = serde_json::Value::Null;
@@ -708,8 +721,10 @@ fn the_credential_source_flaps_and_each_run_reports_the_truth() {
             assert_eq!(creds.request_count(), asked + 2, "{}", fault.label());
         }
         if fault == Fault::Hang {
-            // The runs held by the hung endpoint end at their deadline.
-            thread::sleep(Duration::from_millis(300));
+            // The runs held by the hung endpoint were reported at their
+            // deadline; their workers give up a moment later, and the next
+            // step must start runs afresh rather than join those.
+            assert!(eventually(Duration::from_secs(10), || creds.held_open() == 0));
         }
         bodies.push(body.to_string());
     }
