@@ -263,27 +263,53 @@ impl Resolver for InlineResolver {
 
 /// A URL fit for messages and logs: user info (a password, or a token used
 /// as the user) becomes `***`, so does every query value (signed URLs and
-/// `access_token=`), and the fragment goes.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+/// `access_token=`), and the fragment goes. A text that does not parse as a
+/// URL is shown without what could be user info, a query or a fragment.
+pub fn redact(text: &str) -> String {
+    // `me:pw@host` parses too, as scheme `me` and an opaque path.
+    let parsed = url::Url::parse(text).ok().filter(|url| !url.cannot_be_a_base());
+    let Some(mut url) = parsed else {
+        return match text.split_once("://") {
+            Some((scheme, _)) if text.contains('@') => format!("{scheme}://***"),
+            _ if text.contains('@') => "***".into(),
+            _ => text.split(['?', '#']).next().unwrap_or_default().to_string(),
+        };
     };
-    let rest = rest.split('#').next().unwrap_or(rest);
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => authority.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let hidden: Vec<String> = query
-                .split('&')
-                .map(|pair| format!("{}=***", pair.split('=').next().unwrap_or("")))
-                .collect();
-            format!("{path}?{}", hidden.join("&"))
-        }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = url.set_password(None);
+        let _ = url.set_username("***");
+    }
+    url.set_fragment(None);
+    if url.query().is_some() {
+        let keys: Vec<String> = url.query_pairs().map(|(key, _)| key.into_owned()).collect();
+        url.query_pairs_mut().clear().extend_pairs(keys.iter().map(|key| (key, "***")));
+    }
+    // The parser gives `https://host` the path `/`; keep what was written.
+    let had_path = text
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.find(['/', '?', '#']).is_some_and(|at| rest[at..].starts_with('/')));
+    if !had_path && url.path() == "/" {
+        return format!("{}{}", &url[..url::Position::BeforePath], &url[url::Position::AfterPath..]);
+    }
+    url.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redaction_hides_user_info_query_values_and_fragments() {
+        assert_eq!(redact("https://me:s3cret@host:1/p?q=1"), "https://***@host:1/p?q=***");
+        assert_eq!(redact("https://tok@host/x?a=1&b&c=2#frag"), "https://***@host/x?a=***&b=***&c=***");
+        assert_eq!(redact("https://host/a@b?x=y@z"), "https://host/a@b?x=***");
+        assert_eq!(redact("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
+        // The parser drops a default port.
+        assert_eq!(redact("http://[::1]:80/p"), "http://[::1]/p");
+        assert_eq!(redact("http://u:p@"), "http://***");
+        assert_eq!(redact("not a url"), "not a url");
+        assert_eq!(redact("https://"), "https://");
+        assert_eq!(redact("me:pw@host/x"), "***");
+        assert_eq!(redact("localhost:8080/healthz?t=1"), "localhost:8080/healthz");
+    }
 }
