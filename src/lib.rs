@@ -22,10 +22,10 @@
 //! at, and the leaves are for everyone):
 //!
 //! ```text
-//! main → daemon → {server, scheduler} → runs → record
-//!          │                              ↘ pool
+//! main → daemon → {server → {render, status}, scheduler} → runs → record
+//!          │                                                ↘ pool
 //!          ├→ config → {checks, runs}
-//!          ├→ {metrics → prometheus, logging} → record   (the sinks)
+//!          ├→ {metrics → prometheus, logging, history} → record   (the sinks)
 //!          └→ cli → {boolean, logging}
 //! checks → {aws → client, client} → contract
 //! leaves:  contract → duration; record → {contract, verdict};
