@@ -184,7 +184,8 @@ fn machine() -> String {
 }
 
 /// The 1-minute load average: the machine's other work, which the figures
-/// share the two cores with.
+/// share the two cores with (at the start; later it counts the daemons'
+/// own threads under load too).
 fn load_average() -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     load.split_whitespace().next().unwrap_or("?").to_string()
@@ -194,6 +195,32 @@ fn load_average() -> String {
 // The measurements.
 
 type Record<'a> = dyn FnMut(&'static str, f64) + 'a;
+
+/// The mean number of runnable tasks on the machine until `until`, sampled
+/// every 50 ms, the sampler itself not counted: while the daemon under test
+/// sits idle, that is everybody else's work, which the figures share the
+/// cores with.
+fn others_running(until: Instant) -> f64 {
+    let (mut sum, mut count) = (0.0, 0u32);
+    while Instant::now() < until {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        if let Some(running) = procs_running(&stat) {
+            sum += running.saturating_sub(1) as f64;
+            count += 1;
+        }
+        thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
+    }
+    if count == 0 {
+        f64::NAN
+    } else {
+        sum / f64::from(count)
+    }
+}
+
+/// `procs_running` of `/proc/stat`.
+fn procs_running(stat: &str) -> Option<u64> {
+    stat.lines().find_map(|l| l.strip_prefix("procs_running ")?.trim().parse().ok())
+}
 
 /// Start-up to `/livez`, idle RSS and CPU, shutdown.
 fn idle(bin: &Path, backend: &Backend, record: &mut Record) {
@@ -206,7 +233,7 @@ fn idle(bin: &Path, backend: &Backend, record: &mut Record) {
     record("idle_rss", status.kib("VmRSS") / 1024.0);
     record("idle_anon", status.kib("RssAnon") / 1024.0);
     let (cpu0, switches0, t0) = (daemon.cpu(), daemon.switches(), Instant::now());
-    sleep_until(t0 + IDLE_CPU_OVER);
+    record("others_running", others_running(t0 + IDLE_CPU_OVER));
     let (cpu1, switches1, t1) = (daemon.cpu(), daemon.switches(), Instant::now());
     record("idle_cpu_ms", ms(cpu1 - cpu0));
     record("idle_wakeups", switches1.saturating_sub(switches0) as f64 / (t1 - t0).as_secs_f64());
@@ -656,7 +683,22 @@ const ROWS: &[Row] = &[
 
 fn table(opts: &Opts, machine: &str, blackbox: Option<&Blackbox>, results: &Results) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Machine: {machine}, {} at the end.", load_average());
+    let _ = writeln!(out, "Machine: {machine}.");
+    let mut busy: Vec<f64> = opts
+        .bins
+        .iter()
+        .flat_map(|(name, _)| results.get(&(name.as_str(), "others_running")).cloned().unwrap_or_default())
+        .collect();
+    if !busy.is_empty() {
+        busy.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            out,
+            "Other work: {:.1} tasks runnable on average while a daemon sat idle (median of the idle phases, {:.1}–{:.1}).",
+            percentile(&mut busy, 50.0),
+            busy[0],
+            busy[busy.len() - 1]
+        );
+    }
     let _ = writeln!(
         out,
         "Each figure: median of {} runs (min–max); binaries interleaved run by run; sizes are single values.",
@@ -1226,6 +1268,13 @@ Requests/sec:  12345.60
         assert_eq!(opts.blackbox.as_deref(), Some("prometheus-blackbox-exporter"));
         let opts = Opts::parse(args(&["--blackbox", "none", "--bin", &bin])).unwrap();
         assert_eq!(opts.blackbox, None);
+    }
+
+    #[test]
+    fn reads_procs_running() {
+        let stat = "cpu  1 2 3\nctxt 99\nprocs_running 7\nprocs_blocked 0\n";
+        assert_eq!(procs_running(stat), Some(7));
+        assert_eq!(procs_running("cpu 1\n"), None);
     }
 
     #[test]

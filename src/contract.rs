@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::duration::Go;
@@ -170,11 +170,12 @@ pub struct Attempt {
     started: Instant,
     timeout: Duration,
     notes: Mutex<Vec<(&'static str, serde_json::Value)>>,
+    phases: Stopwatch,
 }
 
 impl Attempt {
     pub fn new(started: Instant, timeout: Duration) -> Attempt {
-        Attempt { started, timeout, notes: Mutex::new(Vec::new()) }
+        Attempt { started, timeout, notes: Mutex::new(Vec::new()), phases: Stopwatch::default() }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -210,33 +211,100 @@ impl Attempt {
     /// `/health` and `kubernary_check_phase_seconds`. A phase met twice (a
     /// second address tried) adds up.
     pub fn phase(&self, name: &'static str, took: Duration) {
-        let ms = took.as_secs_f64() * 1000.0;
-        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
-        let phases = match notes.iter_mut().find(|(k, _)| *k == PHASES) {
-            Some((_, serde_json::Value::Object(phases))) => phases,
-            _ => {
-                notes.retain(|(k, _)| *k != PHASES);
-                notes.push((PHASES, serde_json::Value::Object(serde_json::Map::new())));
-                match notes.last_mut() {
-                    Some((_, serde_json::Value::Object(phases))) => phases,
-                    _ => unreachable!("just pushed an object"),
-                }
-            }
-        };
-        let before = phases.get(name).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
-        phases.insert(name.into(), (((before + ms) * 1000.0).round() / 1000.0).into());
+        self.phases.add(name, took);
     }
 
-    /// Runs `step` as phase `name`, timed whether it succeeds or not.
+    /// Runs `step` as phase `name`, timed whether it succeeds or not. While
+    /// it runs, the run's notes count it too, so a step hung at the deadline
+    /// shows in the timed-out report.
     pub fn timed<T>(&self, name: &'static str, step: impl FnOnce() -> T) -> T {
-        let started = Instant::now();
+        let outer = self.phases.start(name);
         let out = step();
-        self.phase(name, started.elapsed());
+        self.phases.finish(outer);
         out
     }
 
+    /// The run's phase clock, for code that times steps on its behalf
+    /// without being handed the attempt (ureq's connectors, see `client`).
+    pub fn stopwatch(&self) -> Stopwatch {
+        self.phases.clone()
+    }
+
+    /// What the run noted, with its phases so far as `phases_ms`.
     pub fn notes(&self) -> Vec<(&'static str, serde_json::Value)> {
-        self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(phases) = self.phases.snapshot() {
+            notes.push((PHASES, phases));
+        }
+        notes
+    }
+}
+
+/// How long each phase of one run took, and the phase going now.
+#[derive(Clone, Debug, Default)]
+pub struct Stopwatch(Arc<Mutex<Phases>>);
+
+#[derive(Debug, Default)]
+struct Phases {
+    took: Vec<(&'static str, Duration)>,
+    running: Option<(&'static str, Instant)>,
+}
+
+impl Stopwatch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Phases> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn add(&self, phase: &'static str, took: Duration) {
+        add(&mut self.lock().took, phase, took);
+    }
+
+    /// Starts `phase`, pausing the one going (returned, for [`finish`]).
+    ///
+    /// [`finish`]: Stopwatch::finish
+    pub fn start(&self, phase: &'static str) -> Option<&'static str> {
+        let mut p = self.lock();
+        let now = Instant::now();
+        let outer = p.running.replace((phase, now));
+        if let Some((name, since)) = outer {
+            add(&mut p.took, name, now - since);
+        }
+        outer.map(|(name, _)| name)
+    }
+
+    /// Ends the phase going and resumes `outer`, which [`start`] returned.
+    ///
+    /// [`start`]: Stopwatch::start
+    pub fn finish(&self, outer: Option<&'static str>) {
+        let mut p = self.lock();
+        let now = Instant::now();
+        if let Some((name, since)) = p.running.take() {
+            add(&mut p.took, name, now - since);
+        }
+        p.running = outer.map(|name| (name, now));
+    }
+
+    /// `{"connect": 0.42, ...}` in milliseconds, the phase going included;
+    /// `None` before any phase.
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        let p = self.lock();
+        let mut took = p.took.clone();
+        if let Some((name, since)) = p.running {
+            add(&mut took, name, since.elapsed());
+        }
+        (!took.is_empty()).then(|| {
+            let ms = |d: Duration| (d.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+            serde_json::Value::Object(
+                took.into_iter().map(|(name, d)| (name.to_string(), ms(d).into())).collect(),
+            )
+        })
+    }
+}
+
+fn add(took: &mut Vec<(&'static str, Duration)>, phase: &'static str, d: Duration) {
+    match took.iter_mut().find(|(name, _)| *name == phase) {
+        Some((_, total)) => *total += d,
+        None => took.push((phase, d)),
     }
 }
 
@@ -269,6 +337,20 @@ mod tests {
         assert_eq!(phases["connect"], 0.5);
         assert!(phases["body"].as_f64().unwrap() < 1000.0);
         assert_eq!(notes[0], ("address", "127.0.0.1:1".into()), "other notes stay");
+    }
+
+    #[test]
+    fn a_phase_still_going_counts_in_the_notes() {
+        let attempt = Attempt::new(Instant::now(), Duration::from_secs(5));
+        let watch = attempt.stopwatch();
+        let outer = watch.start("first_byte");
+        let _inner = watch.start("connect");
+        std::thread::sleep(Duration::from_millis(20));
+        let notes = attempt.notes();
+        let phases = &notes.iter().find(|(k, _)| *k == PHASES).unwrap().1;
+        assert!(phases["connect"].as_f64().unwrap() >= 20.0, "{phases}");
+        watch.finish(outer);
+        assert!(outer.is_none());
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //!   check under one lock), and the [`pool`] of workers that runs checks;
 //! - [`record`]: what a settled run tells its sinks ([`metrics`] for statsd
 //!   and Prometheus, [`logging`], the status page's history);
-//! - [`server`]: tiny_http endpoints; `/health` starts or joins runs and
-//!   waits for them, bounded by the checks' timeouts;
+//! - [`server`]: tiny_http endpoints, each request handled on its
+//!   connection's thread; `/health` starts or joins runs and waits for
+//!   them, bounded by the checks' timeouts; [`render`] writes the answers;
 //! - [`shutdown`]: one atomic flag with deadline timers;
 //! - [`checks`]: one file per kind behind one small trait, the [`contract`];
 //! - [`contract`]: `Check`, `Attempt`, `Failure`, `Reason`: a leaf that
@@ -52,8 +53,8 @@ pub mod metrics;
 pub mod pool;
 pub mod probe;
 pub mod prometheus;
-pub mod reaper;
 pub mod record;
+pub mod render;
 pub mod runs;
 pub mod schedstat;
 pub mod scheduler;

@@ -5,6 +5,9 @@
 //! (never blocking: a full channel drops the line and counts it) and one
 //! thread sends them, resolving the address when it first can and again from
 //! time to time, so a statsd that comes up later, or moves, gets metrics.
+//! Every address the name resolves to is tried in turn while the ones before
+//! it refuse, and a full socket buffer costs one datagram (counted), never
+//! the socket.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};

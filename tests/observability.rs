@@ -138,6 +138,9 @@ fn hysteresis_follows_fail_fail_pass() {
     assert_eq!(body["s3"]["consecutive_failures"], 0);
     assert!(body["s3"]["last_success"].as_str().unwrap().ends_with('Z'), "{body}");
     assert!(body["s3"]["last_run"].is_string(), "{body}");
+    // How long the run's worker waited for a CPU: what tells a starved
+    // canary from a slow backend.
+    assert!(body["s3"]["run_queue_wait_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{body}");
 
     s3.remove_object("canary", "check");
     let (status, body) = daemon.json("/health");

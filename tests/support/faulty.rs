@@ -259,6 +259,13 @@ impl FaultServer {
     pub fn requests(&self) -> Vec<Seen> {
         self.state.requests.lock().unwrap().clone()
     }
+
+    /// Connections held by `Hang` whose client has not closed them yet: a
+    /// check's worker closes its socket when it gives up, so this falls to
+    /// zero once every run that hung here has returned.
+    pub fn held_open(&self) -> usize {
+        self.state.held.lock().unwrap().iter().filter(|c| super::fake_http::peer_open(c)).count()
+    }
 }
 
 impl Drop for FaultServer {
