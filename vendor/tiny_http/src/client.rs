@@ -6,7 +6,7 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,9 @@ pub struct ClientConnection {
     // connection is listed while it waits for a request.
     waiting_since: Instant,
     waiting: Option<(Arc<Waiting>, Weak<Connection>)>,
+    // Set when the connection must end after its current answer (a body
+    // that could not be read to its end).
+    end: Arc<AtomicBool>,
 }
 
 /// kubernary: after an error answer on a connection whose client may still
@@ -110,6 +113,7 @@ impl ClientConnection {
             requests_read: 0,
             waiting_since: Instant::now(),
             waiting,
+            end: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -280,7 +284,7 @@ impl ClientConnection {
         })?;
 
         // return the request
-        Ok(request.counted(self.in_progress.take()))
+        Ok(request.counted(self.in_progress.take()).ending(self.end.clone()))
     }
 }
 
@@ -294,7 +298,12 @@ impl Iterator for ClientConnection {
 
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
+        // kubernary: or the previous answer ended the connection.
         if self.no_more_requests {
+            return None;
+        }
+        if self.end.load(Ordering::Relaxed) {
+            self.linger();
             return None;
         }
 
@@ -418,6 +427,12 @@ impl ClientConnection {
         if writer.write_all(answer.as_bytes()).and_then(|()| writer.flush()).is_err() {
             return;
         }
+        drop(writer);
+        self.linger();
+    }
+
+    // kubernary: see `LINGER`.
+    fn linger(&mut self) {
         self.deadline.set(Some(Instant::now() + LINGER));
         let mut buf = [0u8; 4096];
         let mut read = 0;
