@@ -140,6 +140,7 @@ fn headers_dripped_slowly_are_cut_at_the_header_deadline() {
     stop.store(true, Ordering::SeqCst);
     drip.join().unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer:?}");
     assert!(took < Duration::from_secs(15), "a drip-fed request lasted {took:?} against a 2s deadline");
     assert_eq!(livez(d.addr()), Some(200));
 }
