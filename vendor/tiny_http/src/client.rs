@@ -54,6 +54,8 @@ pub struct ClientConnection {
     // Set when the connection must end after its current answer (a body
     // that could not be read to its end).
     end: Arc<AtomicBool>,
+    // The server's: set once it is shutting down.
+    closing: Arc<AtomicBool>,
 }
 
 /// kubernary: after an error answer on a connection whose client may still
@@ -92,6 +94,7 @@ impl ClientConnection {
         deadline: Arc<ReadDeadline>,
         requests_in_progress: Arc<AtomicUsize>,
         waiting: Option<(Arc<Waiting>, Weak<Connection>)>,
+        closing: Arc<AtomicBool>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -114,6 +117,7 @@ impl ClientConnection {
             waiting_since: Instant::now(),
             waiting,
             end: Arc::new(AtomicBool::new(false)),
+            closing,
         }
     }
 
@@ -187,13 +191,18 @@ impl ClientConnection {
             self.deadline.set(idle.map(|t| Instant::now() + t));
         }
         self.requests_read += 1;
+        let mut swept = false;
         let id = self.waiting.as_ref().map(|(waiting, conn)| {
             let id = waiting.id();
-            waiting.enter(id, self.waiting_since, conn);
+            swept = !waiting.enter(id, self.waiting_since, conn);
             id
         });
         let mut first = [0u8];
         let got = loop {
+            // The shutdown has closed the waiting connections already.
+            if swept {
+                break Err(ReadError::Idle);
+            }
             match self.next_header_source.read(&mut first) {
                 Ok(0) => break Err(ReadError::Idle),
                 Ok(_) => break Ok(()),
@@ -284,7 +293,7 @@ impl ClientConnection {
         })?;
 
         // return the request
-        Ok(request.counted(self.in_progress.take()).ending(self.end.clone()))
+        Ok(request.counted(self.in_progress.take()).ending(self.end.clone(), self.closing.clone()))
     }
 }
 
@@ -302,7 +311,9 @@ impl Iterator for ClientConnection {
         if self.no_more_requests {
             return None;
         }
-        if self.end.load(Ordering::Relaxed) {
+        // (A new connection's first request is read and answered even so.)
+        let closing = self.requests_read > 0 && self.closing.load(Ordering::SeqCst);
+        if self.end.load(Ordering::Relaxed) || closing {
             self.linger();
             return None;
         }

@@ -87,6 +87,7 @@ pub struct Request {
     // to end it after this answer when that cannot be done.
     drain_limit: Option<u64>,
     end_connection: Option<Arc<AtomicBool>>,
+    server_closing: Option<Arc<AtomicBool>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -276,6 +277,7 @@ where
             Some(max_body_bytes.map_or(u64::MAX, |max| max as u64))
         },
         end_connection: None,
+        server_closing: None,
     })
 }
 
@@ -516,7 +518,8 @@ impl Request {
             }
             None => !drained,
         };
-        let response = if end { response.with_connection_close() } else { response };
+        let closing = self.server_closing.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+        let response = if end || closing { response.with_connection_close() } else { response };
 
         let mut writer = self.extract_writer_impl();
 
@@ -562,8 +565,10 @@ impl Request {
     }
 
     // kubernary: the connection's flag to end it after this answer.
-    pub(crate) fn ending(mut self, end: Arc<AtomicBool>) -> Self {
+    // And the server's, set once it shuts down.
+    pub(crate) fn ending(mut self, end: Arc<AtomicBool>, closing: Arc<AtomicBool>) -> Self {
         self.end_connection = Some(end);
+        self.server_closing = Some(closing);
         self
     }
 
