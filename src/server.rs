@@ -138,7 +138,7 @@ fn report(event: &Event<'_>) {
                 && REFUSED_LOGGED.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
             {
                 warn!(
-                    "http: refusing connections (503) past --max-connections ({open} open), e.g. from {}",
+                    "http: refusing new connections (503): all {open} open ones (--max-connections) are busy with a request, e.g. from {}",
                     peer.map_or_else(|| "-".to_string(), |p| p.to_string())
                 );
             } else {

@@ -181,6 +181,39 @@ fn the_flag_tables_name_no_flag_the_binary_lacks() {
     }
 }
 
+/// Each flag's `(default X)` from the help, quotes removed.
+fn defaults_in_help() -> BTreeMap<String, String> {
+    let help = help().split_whitespace().collect::<Vec<_>>().join(" ");
+    let options = help.split_once("Options: ").expect("an Options section").1;
+    let mut defaults = BTreeMap::new();
+    // Each option's text runs from its flag to the next `[env ...]`.
+    for entry in options.split(']').filter(|e| e.contains("(default ")) {
+        let flag = entry.split_whitespace().find(|w| w.starts_with("--")).unwrap().trim_end_matches(',');
+        let default = entry.split("(default ").nth(1).unwrap().split(')').next().unwrap();
+        defaults.insert(flag.to_string(), default.trim_matches('"').to_string());
+    }
+    assert!(defaults.len() >= 5, "{defaults:?}");
+    defaults
+}
+
+#[test]
+fn the_defaults_in_the_flag_tables_are_the_binarys() {
+    let defaults = defaults_in_help();
+    let (readme, configuration) = (readme(), page("configuration.md"));
+    for (what, text) in [
+        ("README.md", section(&readme, "Flags")),
+        ("docs/configuration.md", section(&configuration, "Flags and their variables")),
+    ] {
+        for row in text.lines().filter(|l| l.starts_with("| `--")) {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            let flag = cells[0].trim_matches('`').split_whitespace().next().unwrap();
+            if let Some(default) = defaults.get(flag) {
+                assert_eq!(cells[2].trim_matches('`'), default, "{what}: the default of {flag}");
+            }
+        }
+    }
+}
+
 /// Code spans (`` `...` `` on one line) of a Markdown text.
 fn code_spans(text: &str) -> Vec<&str> {
     let mut spans = Vec::new();

@@ -195,7 +195,7 @@ fn past_the_connection_cap_the_longest_idle_connection_makes_room() {
         thread::sleep(Duration::from_millis(50));
     }
     // A probe is served, in place of the oldest idle connection, once that
-    // one has waited long enough (250 ms) to count as idle rather than as a
+    // one has waited long enough (100 ms) to count as idle rather than as a
     // request not yet read; until then the probe is refused.
     let served = support::eventually(Duration::from_secs(10), || livez(d.addr()) == Some(200));
     assert!(served, "a probe with every connection idle");

@@ -162,7 +162,7 @@ fn a_connection_flood_is_capped_and_probes_still_answer() {
     let idle: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(d.addr()).ok()).collect();
     assert!(idle.len() >= 250);
     // Probes keep working while the idle ones are shed: once the flood's
-    // connections have waited long enough to count as idle (250 ms), each
+    // connections have waited long enough to count as idle (100 ms), each
     // probe takes the place of the one idle longest.
     let began = Instant::now();
     let first = support::eventually(Duration::from_secs(5), || d.get("/livez").status == 200);

@@ -135,7 +135,7 @@ pub(crate) struct Counters {
 /// A connection must have waited this long for a request before it may be
 /// closed for room: one that waited less may have its request in the
 /// socket already, its thread not yet woken to read it (a busy machine).
-pub const RECLAIM_AFTER: Duration = Duration::from_millis(250);
+pub const RECLAIM_AFTER: Duration = Duration::from_millis(100);
 
 /// Connections waiting for a request (a new one's first, a kept-alive
 /// one's next), by how long they have waited, so that the server at
