@@ -385,3 +385,32 @@ fn a_body_too_large_to_drain_ends_the_connection_after_the_answer() {
     let _ = conn.read_to_end(&mut rest);
     assert!(!String::from_utf8_lossy(&rest).contains("HTTP/1.1"), "answered after the close: {rest:?}");
 }
+
+#[test]
+fn a_connection_whose_request_has_come_is_not_closed_for_room() {
+    // At the cap, a kept-alive connection idle for long enough is closed to
+    // make room, but not one whose next request is in its socket, unread
+    // because its thread has not run yet (a loaded machine). The daemon is
+    // stopped while the requests and a new connection arrive, so on
+    // SIGCONT its accept thread may well run before the connections' own.
+    for round in 0..3 {
+        let d = daemon(&["--max-connections=4", "--http-idle-timeout=60s"]);
+        let mut kept: Vec<BufReader<TcpStream>> = (0..4).map(|_| BufReader::new(connect(d.addr()))).collect();
+        for conn in &mut kept {
+            assert_eq!(ask(conn, "/livez"), Ok(200), "round {round}");
+        }
+        thread::sleep(Duration::from_millis(300));
+        d.signal("STOP");
+        for conn in &mut kept {
+            conn.get_mut().write_all(b"GET /livez HTTP/1.1\r\nHost: kubernary\r\n\r\n").unwrap();
+        }
+        let newcomer = TcpStream::connect(d.addr()).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        d.signal("CONT");
+        for (i, conn) in kept.iter_mut().enumerate() {
+            let answer = read_answer(conn).map(|(status, _)| status);
+            assert_eq!(answer, Ok(200), "round {round}: connection {i}'s request, in its socket, was cut");
+        }
+        drop(newcomer);
+    }
+}

@@ -146,6 +146,30 @@ impl Connection {
         }
     }
 
+    // kubernary: true if bytes have come that nobody has read yet (a
+    // request in the socket whose thread has not run yet), without
+    // blocking and without taking them.
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    pub(crate) fn has_unread_bytes(&self) -> bool {
+        use std::os::unix::io::AsRawFd;
+        let fd = match self {
+            Self::Tcp(s) => s.as_raw_fd(),
+            Self::Unix(s) => s.as_raw_fd(),
+        };
+        let mut byte = 0u8;
+        // SAFETY: a one-byte buffer we own, on a descriptor `self` keeps open.
+        let n = unsafe {
+            libc::recv(fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        };
+        n > 0
+    }
+
+    #[cfg(not(unix))]
+    pub(crate) fn has_unread_bytes(&self) -> bool {
+        false
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

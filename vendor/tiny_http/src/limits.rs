@@ -174,23 +174,36 @@ impl Waiting {
     }
 
     /// Shuts down the connection that has waited longest, which wakes its
-    /// thread to close it; false if none has waited [`RECLAIM_AFTER`].
+    /// thread to close it; false if none has waited [`RECLAIM_AFTER`]. One
+    /// with bytes in its socket is passed over: its request has come, and
+    /// its thread (slow on a loaded machine) has not read it yet.
     pub(crate) fn close_longest(&self) -> bool {
         let mut conns = self.lock();
         let Some(waited_since) = Instant::now().checked_sub(RECLAIM_AFTER) else {
             return false;
         };
-        loop {
-            let longest = conns.iter().min_by_key(|(_, (since, _))| *since);
-            let Some(id) = longest.filter(|(_, (since, _))| *since <= waited_since).map(|(id, _)| *id) else {
-                return false;
+        let mut idle: Vec<(Instant, u64)> = conns
+            .iter()
+            .filter(|(_, (since, _))| *since <= waited_since)
+            .map(|(id, (since, _))| (*since, *id))
+            .collect();
+        idle.sort_unstable();
+        for (_, id) in idle {
+            let Some(conn) = conns.get(&id).and_then(|(_, conn)| conn.upgrade()) else {
+                conns.remove(&id);
+                continue;
             };
-            let (_, conn) = conns.remove(&id).expect("found just now");
-            if let Some(conn) = conn.upgrade() {
-                let _ = conn.shutdown(std::net::Shutdown::Both);
-                return true;
+            if conn.has_unread_bytes() {
+                continue;
             }
+            conns.remove(&id);
+            // Only its reading half: that wakes its thread to end it, and a
+            // thread that has taken its request from the socket an instant
+            // ago (and is about to leave the list) can still answer it.
+            let _ = conn.shutdown(std::net::Shutdown::Read);
+            return true;
         }
+        false
     }
 
     /// Shuts down every connection waiting for a request, for the
@@ -200,7 +213,8 @@ impl Waiting {
         self.swept.store(true, Ordering::SeqCst);
         for (_, (_, conn)) in conns.drain() {
             if let Some(conn) = conn.upgrade() {
-                let _ = conn.shutdown(std::net::Shutdown::Both);
+                // The reading half only, as in `close_longest`.
+                let _ = conn.shutdown(std::net::Shutdown::Read);
             }
         }
     }
