@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     let env: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    // `kubernary probe ...` before argh, so that the seed's command line,
+    // `kubernary probe ...` before argh, so that the Go original's command line,
     // `kubernary [flags] <statsd>`, stays exactly as it was.
     if argv.first().map(String::as_str) == Some(probe::COMMAND) {
         tls::install_crypto_provider();
