@@ -454,6 +454,9 @@ fn execute(run: Arc<Run>) {
             .unwrap_or_else(|| "unknown panic".into());
         Err(Failure::new(Reason::Internal, format!("check panicked: {text}")))
     });
+    if let Err(failure) = &result {
+        attempt.trace("failed", || format!("{}: {}", failure.reason, failure.message));
+    }
     let duration = run.started.elapsed();
     // Checks bound their sockets by the deadline, so returning a moment
     // after it is normal; a check that overruns by far is worth a warning.

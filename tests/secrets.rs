@@ -167,6 +167,11 @@ fn env_keys_presigned_urls_passwords_and_bearer_tokens_never_show() {
     // The checks still say which request failed, without the secrets.
     assert!(exposed.bodies.contains("X-Amz-Signature=***"), "{}", exposed.bodies);
     assert!(exposed.bodies.contains("http://***@127.0.0.1"), "{}", exposed.bodies);
+    // The traces, hiding all that, still tell the story.
+    for step in [r#""step":"credentials""#, r#""step":"request""#, r#""step":"status""#, r#""step":"failed""#]
+    {
+        assert!(exposed.bodies.contains(step), "no {step} in a trace:\n{}", exposed.bodies);
+    }
 }
 
 /// Credentials from a container-credentials endpoint (EKS Pod Identity)

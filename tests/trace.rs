@@ -105,4 +105,7 @@ fn a_tcp_check_to_a_refusing_port_traces_the_failed_connect() {
         .unwrap_or_else(|| panic!("no failed connect to 127.0.0.1:{refused}: {result}"));
     assert!(failed.1.to_ascii_lowercase().contains("refused"), "{result}");
     assert!(!steps.iter().any(|(_, detail)| detail.starts_with("connected")), "{result}");
+    let (last, why) = steps.last().unwrap();
+    assert_eq!(last, "failed", "{result}");
+    assert_eq!(why, &format!("connect: {}", result["error"].as_str().unwrap()), "{result}");
 }
