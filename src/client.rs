@@ -368,7 +368,19 @@ pub fn redact(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{header_line, redact};
+
+    #[test]
+    fn traced_headers_hide_credentials_and_signed_urls() {
+        assert_eq!(header_line("Content-Length", b"4"), "Content-Length: 4");
+        assert_eq!(header_line("Set-Cookie", b"session=abc"), "Set-Cookie: ***");
+        assert_eq!(header_line("x-amz-security-token", b"tok"), "x-amz-security-token: ***");
+        assert_eq!(header_line("WWW-Authenticate", b"Bearer realm=x"), "WWW-Authenticate: ***");
+        assert_eq!(
+            header_line("Location", b"https://h/o?X-Amz-Signature=sig"),
+            "Location: https://h/o?X-Amz-Signature=***"
+        );
+    }
 
     #[test]
     fn redaction_hides_user_info_query_values_and_fragments() {

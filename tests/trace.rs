@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{eventually, Daemon, WebServer};
+use support::{eventually, Daemon, TestCa, WebServer};
 
 /// A daemon running `checks` once at start (then hourly), the resolver kept
 /// off the network (see tests/kinds.rs), once that first run is done.
@@ -83,6 +83,23 @@ fn an_http_check_traces_resolve_connect_request_status_and_body() {
     assert!(detail("headers").to_ascii_lowercase().contains("content-length: 4"), "{result}");
     assert!(detail("body").starts_with("4 bytes"), "{result}");
     assert_eq!(detail("note"), "status_code: 200", "what the check noted is a step too: {result}");
+}
+
+#[test]
+fn an_https_check_traces_the_handshake_between_connect_and_status() {
+    let ca = TestCa::new();
+    let web = WebServer::start_tls(&ca);
+    web.set("/ok", 200, "fine");
+    let envs = [
+        ("KUBERNARY_SECURE_URL", format!("https://localhost:{}/ok", web.port())),
+        ("KUBERNARY_SECURE_CA_FILE", ca.ca_path().display().to_string()),
+    ];
+    let d = start("secure=http", &envs);
+    let (result, steps) = trace(&d, "secure");
+    assert_eq!(result["ok"], true, "{result}");
+    let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names[..5], ["request", "resolve", "connect", "tls", "status"], "{result}");
+    assert_eq!(steps[3].1, "handshake with localhost done", "{result}");
 }
 
 #[test]
