@@ -61,12 +61,28 @@ impl App {
 
     /// Stops accepting connections, for the end of the shutdown: the
     /// listener is closed, so new connects are refused and those the kernel
-    /// had queued are reset, as when any server closes its listener. The
-    /// connections accepted so far are still read and answered.
+    /// had queued are reset, as when any server closes its listener.
+    /// Connections waiting between requests are closed; the others end
+    /// after their current answer, which says `Connection: close`.
     pub fn stop_accepting(&self) {
+        self.start_closing();
         if let Some(http) = self.http.get() {
             http.stop_accepting();
         }
+    }
+
+    /// From now on each connection ends after its current answer, which
+    /// says `Connection: close`: the start of the shutdown.
+    pub fn start_closing(&self) {
+        if let Some(http) = self.http.get() {
+            http.start_closing();
+        }
+    }
+
+    /// Open connections: what the shutdown waits for after
+    /// [`App::stop_accepting`], from tiny_http's own count.
+    pub fn connections(&self) -> usize {
+        self.http.get().map_or(0, |http| http.num_connections())
     }
 
     /// Requests that have begun to arrive and have no answer yet: what
