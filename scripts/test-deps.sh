@@ -133,8 +133,27 @@ install_podman() {
   fi
 }
 
+# The crates.io release of tiny_http that vendor/tiny_http.patch applies to,
+# unpacked into cargo's registry (our build uses the vendored copy, so cargo
+# never fetches it itself); tests/edge.rs checks the patch against it.
+fetch_tiny_http_release() {
+  local home="${CARGO_HOME:-$HOME/.cargo}"
+  if ls -d "$home"/registry/src/*/tiny_http-0.12.0 >/dev/null 2>&1; then
+    echo "tiny_http 0.12.0 release: already in cargo's registry"
+    return
+  fi
+  local dir
+  dir="$(mktemp -d)"
+  mkdir -p "$dir/src" && touch "$dir/src/lib.rs"
+  printf '[package]\nname = "fetch-tiny-http"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\ntiny_http = "=0.12.0"\n' >"$dir/Cargo.toml"
+  (cd "$dir" && cargo fetch --quiet)
+  rm -rf "$dir"
+  echo "tiny_http 0.12.0 release: fetched into cargo's registry"
+}
+
 install_rclone
 install_moto
 install_podman
 install_debian chromium chromium
 install_debian promtool prometheus
+fetch_tiny_http_release

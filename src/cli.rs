@@ -71,11 +71,15 @@ pub struct Args {
     #[argh(switch)]
     pub cached_health: bool,
 
-    /// close an HTTP connection idle this long; one that sends without completing a request is closed after three times this (default 10s) [env KUBERNARY_HTTP_IDLE_TIMEOUT]
+    /// close a kept-alive HTTP connection when no request comes for this long (default 10s) [env KUBERNARY_HTTP_IDLE_TIMEOUT]
     #[argh(option)]
     pub http_idle_timeout: Option<String>,
 
-    /// most open HTTP connections; past it the idlest are closed (default 512) [env KUBERNARY_MAX_CONNECTIONS]
+    /// close an HTTP connection whose request line and headers are not all in this long after they began (default 10s) [env KUBERNARY_HTTP_HEADER_TIMEOUT]
+    #[argh(option)]
+    pub http_header_timeout: Option<String>,
+
+    /// most open HTTP connections; past it the one idle longest is closed, or if none is idle the new one is answered 503 (default 128) [env KUBERNARY_MAX_CONNECTIONS]
     #[argh(option)]
     pub max_connections: Option<String>,
 
@@ -103,6 +107,7 @@ pub struct Options {
     pub start_jitter: Duration,
     pub cached_health: bool,
     pub http_idle_timeout: Duration,
+    pub http_header_timeout: Duration,
     pub max_connections: usize,
     pub log_format: crate::logging::Format,
     pub access_log: bool,
@@ -337,8 +342,17 @@ fn resolve(args: Args, set: &Switches, env: &dyn Fn(&str) -> Option<String>) -> 
     if http_idle_timeout.is_zero() {
         return Err("--http-idle-timeout: must be more than 0".into());
     }
+    let http_header_timeout = duration(option(
+        args.http_header_timeout,
+        "--http-header-timeout",
+        "KUBERNARY_HTTP_HEADER_TIMEOUT",
+        "10s",
+    ))?;
+    if http_header_timeout.is_zero() {
+        return Err("--http-header-timeout: must be more than 0".into());
+    }
     let (max_text, max_source) =
-        option(args.max_connections, "--max-connections", "KUBERNARY_MAX_CONNECTIONS", "512");
+        option(args.max_connections, "--max-connections", "KUBERNARY_MAX_CONNECTIONS", "128");
     let max_connections = max_text
         .parse::<usize>()
         .ok()
@@ -361,6 +375,7 @@ fn resolve(args: Args, set: &Switches, env: &dyn Fn(&str) -> Option<String>) -> 
         start_jitter,
         cached_health,
         http_idle_timeout,
+        http_header_timeout,
         max_connections,
         log_format,
         access_log,
@@ -606,8 +621,10 @@ mod tests {
 
     #[test]
     fn kingpin_spellings_from_the_go_original() {
-        let o = parse_with(&["--no-debug", "s:1"], &[("KUBERNARY_DEBUG", "true")]).unwrap();
-        assert!(!o.debug, "--no-<switch> beats the environment");
+        let env = [("KUBERNARY_DEBUG", "true"), ("KUBERNARY_CACHED_HEALTH", "true")];
+        let o = parse_with(&["--no-debug", "--no-cached-health", "s:1"], &env).unwrap();
+        assert!(!o.debug && !o.cached_health, "--no-<switch> beats the environment");
+        assert!(!parse_with(&["--cached-health=false", "s:1"], &env).unwrap().cached_health);
         for help in ["--help-long", "--help-man"] {
             assert!(matches!(parse_with(&[help], &[]), Err(Exit::Help(_))), "{help}");
         }

@@ -1,6 +1,7 @@
 //! The HTTP client that checks share: one ureq agent per trust set, built
 //! once, and the mapping of ureq's errors onto failure reasons.
 
+use std::cell::RefCell;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use ureq::unversioned::transport::{
     Transport,
 };
 
-use crate::contract::{Attempt, Failure, Reason};
+use crate::contract::{Attempt, Failure, Reason, Stopwatch};
 
 /// The most of a body a check reads. Checks want a status and a few fields,
 /// never a download, so a large or endless body costs no more than this.
@@ -41,7 +42,9 @@ pub fn agent(roots: RootCerts, follow_redirects: bool) -> ureq::Agent {
             .max_idle_connections(0)
             .user_agent(concat!("kubernary/", env!("CARGO_PKG_VERSION")))
             .build(),
-        ().chain(ConnectProxyConnector::default()).chain(TcpConnector::default()).chain(AgentTls::default()),
+        ().chain(ConnectProxyConnector::default())
+            .chain(Timed("connect", TcpConnector::default()))
+            .chain(Timed("tls", AgentTls::default())),
         InlineResolver::default(),
     )
 }
@@ -83,6 +86,63 @@ impl<In: Transport> Connector<In> for AgentTls {
     }
 }
 
+/// Times a connector step as a phase of the run: only when it does the work
+/// (a step handed an already-made connection, or a plain-HTTP URL for the
+/// TLS step, passes it through and is not a phase).
+#[derive(Debug)]
+struct Timed<C>(&'static str, C);
+
+impl<In: Transport, C: Connector<In>> Connector<In> for Timed<C> {
+    type Out = C::Out;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let works = match self.0 {
+            "tls" => chained.is_some() && details.uri.scheme_str() == Some("https"),
+            _ => chained.is_none(),
+        };
+        if works {
+            step(self.0, || self.1.connect(details, chained))
+        } else {
+            self.1.connect(details, chained)
+        }
+    }
+}
+
+thread_local! {
+    /// The phase clock of the run whose exchange this thread is making (see
+    /// [`timed_call`]): ureq hands its resolver and connectors nothing of
+    /// the run, but runs them on the caller's thread (see [`InlineResolver`]).
+    static STOPWATCH: RefCell<Option<Stopwatch>> = const { RefCell::new(None) };
+}
+
+/// Runs one of ureq's steps as `phase` of the current exchange's run.
+fn step<T>(phase: &'static str, work: impl FnOnce() -> T) -> T {
+    let Some(watch) = STOPWATCH.with(|w| w.borrow().clone()) else { return work() };
+    let outer = watch.start(phase);
+    let out = work();
+    watch.finish(outer);
+    out
+}
+
+/// Runs one exchange's head (resolve, connect, TLS, request, the answer's
+/// head) with its steps timed as phases of the attempt; the time between
+/// and after them, sending the request and waiting for the answer, is
+/// `first_byte`. Phases going when the run times out are counted up to
+/// then, so a hung connect shows as `connect`.
+fn timed_call<T>(attempt: &Attempt, call: impl FnOnce() -> T) -> T {
+    let watch = attempt.stopwatch();
+    let outer = watch.start("first_byte");
+    STOPWATCH.with(|w| *w.borrow_mut() = Some(watch.clone()));
+    let out = call();
+    STOPWATCH.with(|w| *w.borrow_mut() = None);
+    watch.finish(outer);
+    out
+}
+
 /// A finished exchange: status and (bounded) body.
 pub struct Reply {
     pub status: u16,
@@ -98,7 +158,7 @@ pub fn send(
     attempt: &Attempt,
 ) -> Result<Reply, Failure> {
     let left = attempt.remaining()?;
-    let response = request.config().timeout_global(Some(left)).build().call();
+    let response = timed_call(attempt, || request.config().timeout_global(Some(left)).build().call());
     finish(response, what, attempt)
 }
 
@@ -110,7 +170,9 @@ pub fn send_form(
     attempt: &Attempt,
 ) -> Result<Reply, Failure> {
     let left = attempt.remaining()?;
-    let response = request.config().timeout_global(Some(left)).build().send_form(form.iter().copied());
+    let response = timed_call(attempt, || {
+        request.config().timeout_global(Some(left)).build().send_form(form.iter().copied())
+    });
     finish(response, what, attempt)
 }
 
@@ -123,7 +185,7 @@ pub fn send_bytes(
     attempt: &Attempt,
 ) -> Result<Reply, Failure> {
     let left = attempt.remaining()?;
-    let response = request.config().timeout_global(Some(left)).build().send(body);
+    let response = timed_call(attempt, || request.config().timeout_global(Some(left)).build().send(body));
     finish(response, what, attempt)
 }
 
@@ -137,13 +199,16 @@ fn finish(
     // Checks judge the status and a few fields: the first BODY_LIMIT bytes
     // are plenty, and the rest is left unread (connections are not reused).
     let mut bytes = Vec::new();
-    response
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .reader()
-        .take(BODY_LIMIT)
-        .read_to_end(&mut bytes)
+    attempt
+        .timed("body", || {
+            response
+                .body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .reader()
+                .take(BODY_LIMIT)
+                .read_to_end(&mut bytes)
+        })
         .map_err(|e| Failure::io(what, &e, attempt))?;
     let body = String::from_utf8_lossy(&bytes).into_owned();
     Ok(Reply { status, body })
@@ -192,33 +257,59 @@ impl Resolver for InlineResolver {
         config: &Config,
         _: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        self.0.resolve(uri, config, NextTimeout::default())
+        step("resolve", || self.0.resolve(uri, config, NextTimeout::default()))
     }
 }
 
 /// A URL fit for messages and logs: user info (a password, or a token used
 /// as the user) becomes `***`, so does every query value (signed URLs and
-/// `access_token=`), and the fragment goes.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+/// `access_token=`), and the fragment goes. A text that does not parse as a
+/// URL is shown without what could be user info, a query or a fragment.
+pub fn redact(text: &str) -> String {
+    // `me:pw@host` parses too, as scheme `me` and an opaque path.
+    let parsed = url::Url::parse(text).ok().filter(|url| !url.cannot_be_a_base());
+    let Some(mut url) = parsed else {
+        return match text.split_once("://") {
+            Some((scheme, _)) if text.contains('@') => format!("{scheme}://***"),
+            _ if text.contains('@') => "***".into(),
+            _ => text.split(['?', '#']).next().unwrap_or_default().to_string(),
+        };
     };
-    let rest = rest.split('#').next().unwrap_or(rest);
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => authority.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let hidden: Vec<String> = query
-                .split('&')
-                .map(|pair| format!("{}=***", pair.split('=').next().unwrap_or("")))
-                .collect();
-            format!("{path}?{}", hidden.join("&"))
-        }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = url.set_password(None);
+        let _ = url.set_username("***");
+    }
+    url.set_fragment(None);
+    if url.query().is_some() {
+        let keys: Vec<String> = url.query_pairs().map(|(key, _)| key.into_owned()).collect();
+        url.query_pairs_mut().clear().extend_pairs(keys.iter().map(|key| (key, "***")));
+    }
+    // The parser gives `https://host` the path `/`; keep what was written.
+    let had_path = text
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.find(['/', '?', '#']).is_some_and(|at| rest[at..].starts_with('/')));
+    if !had_path && url.path() == "/" {
+        return format!("{}{}", &url[..url::Position::BeforePath], &url[url::Position::AfterPath..]);
+    }
+    url.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redaction_hides_user_info_query_values_and_fragments() {
+        assert_eq!(redact("https://me:s3cret@host:1/p?q=1"), "https://***@host:1/p?q=***");
+        assert_eq!(redact("https://tok@host/x?a=1&b&c=2#frag"), "https://***@host/x?a=***&b=***&c=***");
+        assert_eq!(redact("https://host/a@b?x=y@z"), "https://host/a@b?x=***");
+        assert_eq!(redact("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
+        // The parser drops a default port.
+        assert_eq!(redact("http://[::1]:80/p"), "http://[::1]/p");
+        assert_eq!(redact("http://u:p@"), "http://***");
+        assert_eq!(redact("not a url"), "not a url");
+        assert_eq!(redact("https://"), "https://");
+        assert_eq!(redact("me:pw@host/x"), "***");
+        assert_eq!(redact("localhost:8080/healthz?t=1"), "localhost:8080/healthz");
+    }
 }

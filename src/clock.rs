@@ -1,8 +1,12 @@
-//! UTC calendar time from `SystemTime`, for the two places that print it:
-//! RFC 3339 in `/health` and SigV4's `x-amz-date`. A page of arithmetic
-//! instead of a date crate.
+//! UTC calendar time from `SystemTime`, for the places that print it: RFC
+//! 3339 in `/health`, the logs and the status page, and SigV4's
+//! `x-amz-date`. The calendar is the `time` crate's (rust-s3 compiles it in
+//! anyway); this only keeps the two shapes we print in one place.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// The UTC calendar fields of an instant, to the second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,32 +19,29 @@ pub struct Utc {
     pub second: u64,
 }
 
-pub fn utc(at: SystemTime) -> Utc {
+/// An instant as `time` sees it, to the second; before 1970 reads as 1970,
+/// as the clocks we read never say.
+fn datetime(at: SystemTime) -> OffsetDateTime {
     let secs = at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    Utc { year, month, day, hour: rest / 3600, minute: rest / 60 % 60, second: rest % 60 }
+    OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+pub fn utc(at: SystemTime) -> Utc {
+    let t = datetime(at);
+    Utc {
+        year: i64::from(t.year()),
+        month: u32::from(u8::from(t.month())),
+        day: u32::from(t.day()),
+        hour: u64::from(t.hour()),
+        minute: u64::from(t.minute()),
+        second: u64::from(t.second()),
+    }
 }
 
 /// `2026-11-25T17:01:50Z`.
 pub fn rfc3339(at: SystemTime) -> String {
-    let t = utc(at);
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", t.year, t.month, t.day, t.hour, t.minute, t.second)
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    datetime(at).format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
 #[cfg(test)]
@@ -55,5 +56,8 @@ mod tests {
         assert_eq!(rfc3339(at(1_795_453_310)), "2026-11-23T17:01:50Z");
         assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(at(1_735_689_599)), "2024-12-31T23:59:59Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_735_689_599_999)), "2024-12-31T23:59:59Z");
+        let t = utc(at(951_782_400 + 3723));
+        assert_eq!((t.year, t.month, t.day, t.hour, t.minute, t.second), (2000, 2, 29, 1, 2, 3));
     }
 }

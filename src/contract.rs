@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::duration::Go;
@@ -161,17 +161,21 @@ pub fn is_resolve_error(err: &io::Error) -> bool {
         || text.contains("nodename nor servname")
 }
 
+/// The note that holds a run's phases, in milliseconds: `{"connect": 0.4}`.
+pub const PHASES: &str = "phases_ms";
+
 /// One run of a check: its deadline, and what it noted on the way for the
 /// `/health` JSON (`credential_source`, `arn`, ...).
 pub struct Attempt {
     started: Instant,
     timeout: Duration,
     notes: Mutex<Vec<(&'static str, serde_json::Value)>>,
+    phases: Stopwatch,
 }
 
 impl Attempt {
     pub fn new(started: Instant, timeout: Duration) -> Attempt {
-        Attempt { started, timeout, notes: Mutex::new(Vec::new()) }
+        Attempt { started, timeout, notes: Mutex::new(Vec::new()), phases: Stopwatch::default() }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -202,8 +206,105 @@ impl Attempt {
         notes.push((key, value.into()));
     }
 
+    /// Records that a phase of this run (`resolve`, `connect`, `tls`,
+    /// `first_byte`, `body`, `credentials`) took `took`, for `phases_ms` in
+    /// `/health` and `kubernary_check_phase_seconds`. A phase met twice (a
+    /// second address tried) adds up.
+    pub fn phase(&self, name: &'static str, took: Duration) {
+        self.phases.add(name, took);
+    }
+
+    /// Runs `step` as phase `name`, timed whether it succeeds or not. While
+    /// it runs, the run's notes count it too, so a step hung at the deadline
+    /// shows in the timed-out report.
+    pub fn timed<T>(&self, name: &'static str, step: impl FnOnce() -> T) -> T {
+        let outer = self.phases.start(name);
+        let out = step();
+        self.phases.finish(outer);
+        out
+    }
+
+    /// The run's phase clock, for code that times steps on its behalf
+    /// without being handed the attempt (ureq's connectors, see `client`).
+    pub fn stopwatch(&self) -> Stopwatch {
+        self.phases.clone()
+    }
+
+    /// What the run noted, with its phases so far as `phases_ms`.
     pub fn notes(&self) -> Vec<(&'static str, serde_json::Value)> {
-        self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(phases) = self.phases.snapshot() {
+            notes.push((PHASES, phases));
+        }
+        notes
+    }
+}
+
+/// How long each phase of one run took, and the phase going now.
+#[derive(Clone, Debug, Default)]
+pub struct Stopwatch(Arc<Mutex<Phases>>);
+
+#[derive(Debug, Default)]
+struct Phases {
+    took: Vec<(&'static str, Duration)>,
+    running: Option<(&'static str, Instant)>,
+}
+
+impl Stopwatch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Phases> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn add(&self, phase: &'static str, took: Duration) {
+        add(&mut self.lock().took, phase, took);
+    }
+
+    /// Starts `phase`, pausing the one going (returned, for [`finish`]).
+    ///
+    /// [`finish`]: Stopwatch::finish
+    pub fn start(&self, phase: &'static str) -> Option<&'static str> {
+        let mut p = self.lock();
+        let now = Instant::now();
+        let outer = p.running.replace((phase, now));
+        if let Some((name, since)) = outer {
+            add(&mut p.took, name, now - since);
+        }
+        outer.map(|(name, _)| name)
+    }
+
+    /// Ends the phase going and resumes `outer`, which [`start`] returned.
+    ///
+    /// [`start`]: Stopwatch::start
+    pub fn finish(&self, outer: Option<&'static str>) {
+        let mut p = self.lock();
+        let now = Instant::now();
+        if let Some((name, since)) = p.running.take() {
+            add(&mut p.took, name, now - since);
+        }
+        p.running = outer.map(|name| (name, now));
+    }
+
+    /// `{"connect": 0.42, ...}` in milliseconds, the phase going included;
+    /// `None` before any phase.
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        let p = self.lock();
+        let mut took = p.took.clone();
+        if let Some((name, since)) = p.running {
+            add(&mut took, name, since.elapsed());
+        }
+        (!took.is_empty()).then(|| {
+            let ms = |d: Duration| (d.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+            serde_json::Value::Object(
+                took.into_iter().map(|(name, d)| (name.to_string(), ms(d).into())).collect(),
+            )
+        })
+    }
+}
+
+fn add(took: &mut Vec<(&'static str, Duration)>, phase: &'static str, d: Duration) {
+    match took.iter_mut().find(|(name, _)| *name == phase) {
+        Some((_, total)) => *total += d,
+        None => took.push((phase, d)),
     }
 }
 
@@ -219,6 +320,37 @@ mod tests {
         assert_eq!(failure.message, "timed out after 2s");
         let fresh = Attempt::new(Instant::now(), Duration::from_secs(2));
         assert!(fresh.remaining().unwrap() > Duration::from_secs(1));
+    }
+
+    #[test]
+    fn phases_add_up_under_one_note() {
+        let attempt = Attempt::new(Instant::now(), Duration::from_secs(5));
+        attempt.note("address", "127.0.0.1:1");
+        attempt.phase("resolve", Duration::from_micros(1500));
+        attempt.phase("connect", Duration::from_micros(250));
+        attempt.phase("connect", Duration::from_micros(250));
+        let ok: Result<(), ()> = attempt.timed("body", || Ok(()));
+        assert!(ok.is_ok());
+        let notes = attempt.notes();
+        let phases = &notes.iter().find(|(k, _)| *k == PHASES).unwrap().1;
+        assert_eq!(phases["resolve"], 1.5);
+        assert_eq!(phases["connect"], 0.5);
+        assert!(phases["body"].as_f64().unwrap() < 1000.0);
+        assert_eq!(notes[0], ("address", "127.0.0.1:1".into()), "other notes stay");
+    }
+
+    #[test]
+    fn a_phase_still_going_counts_in_the_notes() {
+        let attempt = Attempt::new(Instant::now(), Duration::from_secs(5));
+        let watch = attempt.stopwatch();
+        let outer = watch.start("first_byte");
+        let _inner = watch.start("connect");
+        std::thread::sleep(Duration::from_millis(20));
+        let notes = attempt.notes();
+        let phases = &notes.iter().find(|(k, _)| *k == PHASES).unwrap().1;
+        assert!(phases["connect"].as_f64().unwrap() >= 20.0, "{phases}");
+        watch.finish(outer);
+        assert!(outer.is_none());
     }
 
     #[test]

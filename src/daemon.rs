@@ -14,7 +14,7 @@ use crate::record::Sink;
 use crate::runs::Runner;
 use crate::server::{self, App};
 use crate::shutdown::{self, Shutdown};
-use crate::{config, reaper, scheduler};
+use crate::{config, scheduler};
 
 /// Status for bad input: flags, environment, configuration.
 pub const EXIT_USAGE: i32 = 2;
@@ -32,7 +32,7 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     // the first failure instead, within its timeout.
     s3::set_retries(0);
 
-    let http = match server::bind(&options.listen, options.http_idle_timeout) {
+    let http = match server::bind(&options.listen) {
         Ok(http) => http,
         Err(e) => {
             // Not bad input (the address parsed): the port is taken, or not ours.
@@ -40,7 +40,6 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
             return 1;
         }
     };
-    let port = http.local_addr().map(|a| a.port()).unwrap_or(0);
     let listening = http.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| options.listen_text.clone());
     let metrics = Arc::new(Metrics::new(options.statsd.as_deref(), &options.prefix, &options.tags));
     for entry in &entries {
@@ -55,17 +54,10 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
         vec![metrics.clone(), Arc::new(logging::Log), Arc::new(crate::history::Recorder)];
     let runner = Arc::new(Runner::new(entries, sinks));
     let shutdown = Shutdown::new();
-    let app = Arc::new(App::new(runner.clone(), metrics, shutdown.clone(), &options, port));
+    let app = Arc::new(App::new(runner.clone(), metrics, shutdown.clone(), &options));
 
     let started = shutdown::watch_signals(shutdown.clone())
-        .and_then(|()| {
-            reaper::spawn(
-                port,
-                reaper::Limits::new(options.http_idle_timeout, options.max_connections),
-                app.inflight.clone(),
-            )
-        })
-        .and_then(|_| server::spawn(http, app.clone()))
+        .and_then(|()| server::spawn(http, app.clone(), server::limits(&options)))
         .and_then(|_| scheduler::spawn(runner.clone(), shutdown.clone(), options.start_jitter));
     let scheduler = match started {
         Ok(handle) => handle,
@@ -94,18 +86,19 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     shutdown::arm_kill_timer(options.kill_after);
     // Open requests are answered (a /health now says 503 shutting down, so
     // readiness drops), for --close-after at most. Then no new connection
-    // is accepted, and what the HTTP layer had accepted but not yet handed
-    // over (a request waiting in tiny_http, or still arriving) is answered
-    // too, within the same bound; then the process exits, which closes
-    // what is left.
+    // is accepted, and the requests on connections already accepted are
+    // answered too, within the same bound; then the process exits, which
+    // closes what is left. tiny_http counts the requests in progress, from
+    // a request's first byte to its answer: a connection with nothing sent
+    // holds nothing up.
     let close_at = began + options.close_after;
-    let mut drained = app.inflight.drain(close_at);
+    let mut drained = drain(&app, close_at);
     app.stop_accepting();
-    drained = drained && drain_accepted(&app, port, close_at);
+    drained = drained && drain(&app, close_at);
     if !drained {
         warn!(
             "closing {} open request(s) after {} (--close-after)",
-            app.inflight.count().max(reaper::awaiting_answer(port)),
+            app.requests_in_progress(),
             Go(options.close_after)
         );
     }
@@ -118,9 +111,9 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
 
 /// Waits until no accepted connection holds a request without an answer,
 /// or `deadline` passes; true if none does.
-fn drain_accepted(app: &App, port: u16, deadline: Instant) -> bool {
+fn drain(app: &App, deadline: Instant) -> bool {
     loop {
-        if app.inflight.count() == 0 && reaper::awaiting_answer(port) == 0 {
+        if app.requests_in_progress() == 0 {
             return true;
         }
         if Instant::now() >= deadline {

@@ -33,7 +33,14 @@ pub struct Sample {
     pub micros: u32,
     /// Why it failed; `None` when it passed.
     pub reason: Option<Reason>,
+    /// The phase that took longest ([`PHASES`] index) and its share of the
+    /// run in percent: where the time went, in the two bytes the alignment
+    /// leaves free.
+    pub slowest: Option<(u8, u8)>,
 }
+
+/// The phases a sample can name (see `contract::Attempt::phase`).
+pub const PHASES: [&str; 6] = ["resolve", "connect", "tls", "first_byte", "body", "credentials"];
 
 impl Sample {
     pub fn of(record: &Record) -> Sample {
@@ -41,7 +48,14 @@ impl Sample {
             at_ms: record.finished.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             micros: record.duration.as_micros().min(u32::MAX as u128) as u32,
             reason: record.result.as_ref().err().map(|f| f.reason),
+            slowest: slowest(record),
         }
+    }
+
+    /// `connect 97%`, when the run noted its phases.
+    pub fn slowest_phase(&self) -> Option<String> {
+        let (index, share) = self.slowest?;
+        Some(format!("{} {share}%", PHASES.get(usize::from(index))?))
     }
 
     pub fn ok(&self) -> bool {
@@ -63,8 +77,24 @@ impl Sample {
             "ok": self.ok(),
             "duration_ms": (f64::from(self.micros) / 100.0).round() / 10.0,
             "reason": self.reason.map_or("", Reason::as_str),
+            "slowest_phase": self.slowest.and_then(|(i, _)| PHASES.get(usize::from(i)).copied()),
         })
     }
+}
+
+/// The longest of the record's `phases_ms`, and its share of the run.
+fn slowest(record: &Record) -> Option<(u8, u8)> {
+    let (_, serde_json::Value::Object(phases)) = record.notes.iter().find(|(k, _)| *k == "phases_ms")? else {
+        return None;
+    };
+    let (name, ms) = phases
+        .iter()
+        .filter_map(|(name, ms)| Some((name.as_str(), ms.as_f64()?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let index = PHASES.iter().position(|p| *p == name)? as u8;
+    let total = record.duration.as_secs_f64() * 1000.0;
+    let share = if total > 0.0 { (ms / total * 100.0).round().clamp(0.0, 100.0) as u8 } else { 0 };
+    Some((index, share))
 }
 
 /// What is kept for one check.
@@ -194,7 +224,7 @@ mod tests {
     use super::*;
 
     fn sample(at_ms: u64, reason: Option<Reason>) -> Sample {
-        Sample { at_ms, micros: 1500, reason }
+        Sample { at_ms, micros: 1500, reason, slowest: None }
     }
 
     #[test]
@@ -240,7 +270,7 @@ mod tests {
     #[test]
     fn annotates_health_only_when_asked() {
         let h = History::new();
-        h.record("a", Sample { at_ms: 0, micros: 12_345, reason: Some(Reason::Dns) });
+        h.record("a", Sample { at_ms: 0, micros: 12_345, reason: Some(Reason::Dns), slowest: Some((0, 99)) });
         let mut body = Map::new();
         body.insert("a".into(), json!({"ok": false, "error": "x"}));
         h.annotate(&mut body, "cached=true");
@@ -249,7 +279,7 @@ mod tests {
         assert_eq!(
             body["a"],
             json!({"ok": false, "error": "x", "history": [
-                {"at": "1970-01-01T00:00:00Z", "ok": false, "duration_ms": 12.3, "reason": "dns"}
+                {"at": "1970-01-01T00:00:00Z", "ok": false, "duration_ms": 12.3, "reason": "dns", "slowest_phase": "resolve"}
             ]})
         );
     }

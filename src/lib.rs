@@ -7,8 +7,9 @@
 //!   check under one lock), and the [`pool`] of workers that runs checks;
 //! - [`record`]: what a settled run tells its sinks ([`metrics`] for statsd
 //!   and Prometheus, [`logging`], the status page's history);
-//! - [`server`]: tiny_http endpoints; `/health` starts or joins runs and
-//!   waits for them, bounded by the checks' timeouts;
+//! - [`server`]: tiny_http endpoints, each request handled on its
+//!   connection's thread; `/health` starts or joins runs and waits for
+//!   them, bounded by the checks' timeouts; [`render`] writes the answers;
 //! - [`shutdown`]: one atomic flag with deadline timers;
 //! - [`checks`]: one file per kind behind one small trait, the [`contract`];
 //! - [`contract`]: `Check`, `Attempt`, `Failure`, `Reason`: a leaf that
@@ -21,14 +22,14 @@
 //! at, and the leaves are for everyone):
 //!
 //! ```text
-//! main → daemon → {server, scheduler} → runs → record
-//!          │                              ↘ pool
+//! main → daemon → {server → {render, status}, scheduler} → runs → record
+//!          │                                                ↘ pool
 //!          ├→ config → {checks, runs}
-//!          ├→ {metrics → prometheus, logging} → record   (the sinks)
+//!          ├→ {metrics → prometheus, logging, history} → record   (the sinks)
 //!          └→ cli → {boolean, logging}
 //! checks → {aws → client, client} → contract
 //! leaves:  contract → duration; record → {contract, verdict};
-//!          boolean, duration, verdict, clock, tls
+//!          boolean, duration, verdict, clock, tls, schedstat
 //! ```
 //!
 //! Nothing below `runs` knows of runs, metrics or the server: a check kind,
@@ -52,9 +53,10 @@ pub mod metrics;
 pub mod pool;
 pub mod probe;
 pub mod prometheus;
-pub mod reaper;
 pub mod record;
+pub mod render;
 pub mod runs;
+pub mod schedstat;
 pub mod scheduler;
 pub mod server;
 pub mod shutdown;
@@ -137,7 +139,8 @@ mod graph {
         ("client", &["contract", "tls", "duration", "clock"]),
         ("aws", &["aws", "client", "contract", "tls", "duration", "clock"]),
         ("checks", &["checks", "aws", "client", "contract", "tls", "duration", "clock", "boolean"]),
-        ("runs", &["contract", "record", "pool", "verdict", "duration"]),
+        ("runs", &["contract", "record", "pool", "verdict", "duration", "schedstat"]),
+        ("schedstat", &[]),
         ("cli", &["boolean", "duration", "logging"]),
         ("config", &["checks", "cli", "runs", "tls", "duration"]),
     ];

@@ -5,6 +5,9 @@
 //! (never blocking: a full channel drops the line and counts it) and one
 //! thread sends them, resolving the address when it first can and again from
 //! time to time, so a statsd that comes up later, or moves, gets metrics.
+//! Every address the name resolves to is tried in turn while the ones before
+//! it refuse, and a full socket buffer costs one datagram (counted), never
+//! the socket.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -75,8 +78,18 @@ impl Sink for Metrics {
             duration: r.duration,
             last_success: r.verdict.last_success,
             consecutive_failures: r.verdict.consecutive_failures,
+            phases: phases(r),
         });
     }
+}
+
+/// The record's `phases_ms` note (`contract::PHASES`, named here as
+/// metrics does not import the contract), in seconds.
+fn phases(r: &Record) -> Vec<(&str, f64)> {
+    let Some((_, serde_json::Value::Object(phases))) = r.notes.iter().find(|(k, _)| *k == "phases_ms") else {
+        return Vec::new();
+    };
+    phases.iter().filter_map(|(phase, ms)| Some((phase.as_str(), ms.as_f64()? / 1000.0))).collect()
 }
 
 /// A cadence sink that queues lines for the sender thread.
@@ -122,6 +135,11 @@ struct Courier {
     at: usize,
     /// Connected to `targets[at]`, opened when first needed.
     socket: Option<UdpSocket>,
+    /// Sends in a row the socket took: a refusal shows only on the send
+    /// after the refused one, so statsd is back only after two.
+    sent_in_a_row: u32,
+    /// Every address refused: lines are dropped until then.
+    paused_until: Instant,
     next_resolve: Instant,
     dropped: Arc<AtomicU64>,
     /// Whether the last problem was already logged, so a statsd that stays
@@ -156,6 +174,8 @@ impl Courier {
             targets: Vec::new(),
             at: 0,
             socket: None,
+            sent_in_a_row: 0,
+            paused_until: Instant::now(),
             next_resolve: Instant::now(),
             dropped,
             warned: false,
@@ -169,18 +189,24 @@ impl Courier {
     }
 
     fn send(&mut self, line: &str) {
-        if Instant::now() >= self.next_resolve {
+        let now = Instant::now();
+        if now >= self.next_resolve {
             self.resolve();
+        }
+        if now < self.paused_until {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         // Each address at most once per line: a name that resolves to an
         // IPv6 address first while statsd listens on IPv4 only still gets
         // every line but the one that found out.
-        for _ in 0..self.targets.len() {
+        for tried in 1..=self.targets.len() {
             let target = self.targets[self.at];
             let Some(socket) = self.socket() else { break };
             let err = match socket.send(line.as_bytes()) {
                 Ok(_) => {
-                    if self.warned {
+                    self.sent_in_a_row += 1;
+                    if self.warned && self.sent_in_a_row >= 2 {
                         info!("statsd: sending to {} ({target})", self.address);
                         self.warned = false;
                     }
@@ -194,6 +220,12 @@ impl Courier {
                     self.warn(format!("{} ({target}) refused: {err}", self.address));
                     self.at = (self.at + 1) % self.targets.len();
                     self.socket = None;
+                    if tried == self.targets.len() {
+                        // Every address refused: statsd is down, or moved.
+                        // Try again soon, with a fresh lookup.
+                        self.paused_until = Instant::now() + RETRY_AFTER;
+                        self.next_resolve = self.paused_until;
+                    }
                 }
                 AfterError::Reset => {
                     self.warn(format!("cannot send to {} ({target}): {err}", self.address));
@@ -210,6 +242,7 @@ impl Courier {
     fn socket(&mut self) -> Option<&UdpSocket> {
         if self.socket.is_none() {
             let target = *self.targets.get(self.at)?;
+            self.sent_in_a_row = 0;
             // A connected socket learns of refusals (ICMP) on its next send.
             let bind: SocketAddr =
                 if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
@@ -274,6 +307,28 @@ mod tests {
         assert_eq!(after_error(&io::Error::from(io::ErrorKind::WouldBlock)), AfterError::Lost);
         assert_eq!(after_error(&io::Error::from(io::ErrorKind::ConnectionRefused)), AfterError::NextAddress);
         assert_eq!(after_error(&io::Error::from(io::ErrorKind::PermissionDenied)), AfterError::Reset);
+    }
+
+    /// A statsd that is down: the line that finds out and those after it,
+    /// for RETRY_AFTER, are dropped and counted, with no new socket per line.
+    #[test]
+    fn every_address_refusing_pauses_the_lines() {
+        let refusing = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed at once
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut courier = Courier::new("statsd:8125".into(), dropped.clone());
+        courier.targets = vec![refusing];
+        courier.next_resolve = Instant::now() + Duration::from_secs(3600);
+        let mut sent = 0;
+        while courier.paused_until <= Instant::now() && sent < 100 {
+            courier.send("line");
+            sent += 1;
+        }
+        assert!(courier.paused_until > Instant::now(), "never noticed the refusals");
+        let before = dropped.load(Ordering::Relaxed);
+        assert!(before >= 1);
+        courier.send("line");
+        assert_eq!(dropped.load(Ordering::Relaxed), before + 1);
+        assert!(courier.socket.is_none(), "no socket is held while paused");
     }
 
     /// Two addresses, the first refusing: every line after the first

@@ -9,7 +9,7 @@
 //! bad input (as for the daemon).
 //!
 //! It is dispatched from `main` before argh sees the command line, so the
-//! seed's `kubernary [flags] <statsd>` is unchanged: `probe` is not a
+//! Go original's `kubernary [flags] <statsd>` is unchanged: `probe` is not a
 //! `host:port`, so it was never a valid statsd address.
 
 use std::sync::Arc;

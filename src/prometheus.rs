@@ -27,6 +27,8 @@ struct Series {
     failures: BTreeMap<&'static str, u64>,
     last_success: Option<SystemTime>,
     consecutive_failures: u32,
+    /// The latest run's phases, in seconds.
+    phases: Vec<(String, f64)>,
 }
 
 /// Per-check series, updated once per settled run.
@@ -44,6 +46,8 @@ pub struct Observation<'a> {
     pub duration: Duration,
     pub last_success: Option<SystemTime>,
     pub consecutive_failures: u32,
+    /// The run's phases (`connect`, ...) and their seconds.
+    pub phases: Vec<(&'a str, f64)>,
 }
 
 impl Registry {
@@ -75,6 +79,7 @@ impl Registry {
         }
         s.last_success = o.last_success;
         s.consecutive_failures = o.consecutive_failures;
+        s.phases = o.phases.iter().map(|(phase, secs)| (phase.to_string(), *secs)).collect();
     }
 
     /// The whole exposition, process figures included.
@@ -182,6 +187,22 @@ impl Registry {
                 esc(name),
                 s.consecutive_failures
             );
+        }
+        header(
+            w,
+            "kubernary_check_phase_seconds",
+            "gauge",
+            "How long each phase of the check's latest run took (resolve, connect, tls, first_byte, body, credentials).",
+        );
+        for (name, s) in checks.iter() {
+            for (phase, secs) in &s.phases {
+                let _ = writeln!(
+                    w,
+                    "kubernary_check_phase_seconds{{check=\"{}\",phase=\"{}\"}} {secs}",
+                    esc(name),
+                    esc(phase)
+                );
+            }
         }
         drop(checks);
 
@@ -329,6 +350,7 @@ mod tests {
                 duration: Duration::from_millis(ms),
                 last_success: None,
                 consecutive_failures: 0,
+                phases: vec![("connect", 0.001)],
             });
         }
         let text = r.render();
@@ -349,5 +371,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("kubernary_check_duration_seconds_count{check=\"c\"} 4\n"), "{text}");
+        assert!(
+            text.contains("kubernary_check_phase_seconds{check=\"c\",phase=\"connect\"} 0.001\n"),
+            "{text}"
+        );
     }
 }

@@ -22,7 +22,7 @@
 //! [`Record`]: this module knows nothing of metrics or logs.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -32,6 +32,7 @@ use crate::contract::{Attempt, Check, Failure, Reason};
 use crate::duration::Go;
 use crate::pool::Pool;
 use crate::record::{Record, Sink};
+use crate::schedstat::Mark;
 use crate::verdict::{Tally, Verdict};
 
 /// How a run ended.
@@ -182,6 +183,8 @@ pub struct Run {
     pub entry: Arc<Entry>,
     pub started: Instant,
     attempt: Attempt,
+    /// The worker thread running the check, marked when it began.
+    worker: OnceLock<Mark>,
     settlement: Mutex<Settlement>,
     sinks: Sinks,
     settled: Sender<()>,
@@ -216,6 +219,12 @@ impl Run {
     /// worker is done with it (`free`), lets the entry start another, all
     /// under the entry's lock; then wakes the waiters.
     fn conclude(&self, mut outcome: Outcome, free: bool) -> Outcome {
+        // How long the worker waited for a CPU during the run: a timeout
+        // with a large figure here was the node's doing, not the backend's.
+        if let Some(waited) = self.worker.get().and_then(Mark::waited_since) {
+            let ms = (waited.as_secs_f64() * 10_000.0).round() / 10.0;
+            outcome.notes.push(("run_queue_wait_ms", ms.into()));
+        }
         let waiters = {
             let mut state = self.entry.state();
             if free && state.current.as_ref().is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), self)) {
@@ -358,6 +367,7 @@ impl Runner {
             entry: entry.clone(),
             started,
             attempt: Attempt::new(started, entry.timeout),
+            worker: OnceLock::new(),
             settlement: Mutex::new(Settlement::default()),
             sinks: self.sinks.clone(),
             settled: self.settled.0.clone(),
@@ -410,6 +420,9 @@ impl Runner {
 
 /// The worker side of a run: the check itself, with panics contained.
 fn execute(run: Arc<Run>) {
+    if let Some(mark) = Mark::here() {
+        let _ = run.worker.set(mark);
+    }
     let entry = &run.entry;
     let attempt = &run.attempt;
     let result = catch_unwind(AssertUnwindSafe(|| entry.check.run(attempt))).unwrap_or_else(|panic| {
@@ -508,7 +521,10 @@ mod tests {
         assert!(matches!(first, Started::New(_)));
         let outcome = first.wait();
         assert_eq!(outcome.result.unwrap_err().reason, Reason::Timeout);
-        assert_eq!(outcome.notes, vec![("step", "waiting at the gate".into())], "notes survive a timeout");
+        assert_eq!(outcome.notes[0], ("step", "waiting at the gate".into()), "notes survive a timeout");
+        let (key, waited) = &outcome.notes[1];
+        assert_eq!(*key, "run_queue_wait_ms", "the worker's wait for a CPU is noted");
+        assert!(waited.as_f64().unwrap() >= 0.0);
 
         // Still hung: a tick is skipped, but counts as one more failed run,
         // and a probe joins, reporting why.
@@ -577,7 +593,9 @@ mod tests {
             })
             .collect();
         assert!(crate::tests_support::eventually(|| started.load(Ordering::SeqCst) == 1));
-        std::thread::sleep(Duration::from_millis(50));
+        // All five are waiting on the one run before it ends.
+        let run = entry.state().current.clone().unwrap();
+        assert!(crate::tests_support::eventually(|| run.settlement().waiters.len() == 5));
         release.send(()).unwrap();
         for w in waiters {
             assert!(w.join().unwrap());
@@ -671,7 +689,7 @@ mod tests {
         }
         let last = *seen.keys().last().unwrap();
         let latest = entry.latest().unwrap();
-        assert_eq!(latest.notes, vec![("run", last.into())], "the latest result is the last run's");
+        assert_eq!(latest.notes[0], ("run", last.into()), "the latest result is the last run's");
         // The sinks were handed every run once, in the order they ran.
         let told: Vec<u64> = recorder.records().iter().map(|r| r.notes[0].1.as_u64().unwrap()).collect();
         assert_eq!(told, (1..=last).collect::<Vec<_>>(), "the sinks saw the runs in order");

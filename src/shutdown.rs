@@ -1,12 +1,10 @@
 //! Shutdown: one shared flag, set by a signal or `/quitquitquit`, that every
-//! thread can test cheaply or wait on, and the count of requests in flight
-//! that the process drains before it exits.
+//! thread can test cheaply or wait on, and the timer that bounds it.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use log::{error, info, warn};
@@ -103,66 +101,5 @@ pub fn arm_kill_timer(after: Duration) {
     if let Err(e) = spawned {
         error!("cannot arm the --kill-after timer: {e}; exiting now");
         std::process::exit(1);
-    }
-}
-
-/// Requests being handled, so the shutdown can wait until none are, and by
-/// whom, so the connection reaper leaves their connections alone.
-#[derive(Clone, Default)]
-pub struct InFlight {
-    inner: Arc<(Mutex<Vec<Option<SocketAddr>>>, Condvar)>,
-}
-
-/// Held while a request is being handled.
-pub struct Ticket {
-    inflight: InFlight,
-    peer: Option<SocketAddr>,
-}
-
-impl InFlight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<SocketAddr>>> {
-        self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn enter(&self, peer: Option<SocketAddr>) -> Ticket {
-        self.lock().push(peer);
-        Ticket { inflight: self.clone(), peer }
-    }
-
-    pub fn count(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Requests in flight from one peer (one connection: a peer address is
-    /// a client's port as well as its host).
-    pub fn count_from(&self, peer: Option<SocketAddr>) -> usize {
-        peer.map_or(0, |peer| self.lock().iter().filter(|p| **p == Some(peer)).count())
-    }
-
-    /// Peers with a request being handled.
-    pub fn peers(&self) -> Vec<SocketAddr> {
-        self.lock().iter().flatten().copied().collect()
-    }
-
-    /// Waits until nothing is in flight or `deadline` passes; true if drained.
-    pub fn drain(&self, deadline: Instant) -> bool {
-        let mut requests = self.lock();
-        while !requests.is_empty() {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
-            requests = self.inner.1.wait_timeout(requests, left).unwrap_or_else(|e| e.into_inner()).0;
-        }
-        true
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let mut requests = self.inflight.lock();
-        if let Some(i) = requests.iter().position(|p| *p == self.peer) {
-            requests.swap_remove(i);
-        }
-        if requests.is_empty() {
-            self.inflight.inner.1.notify_all();
-        }
     }
 }

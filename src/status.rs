@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{rfc3339, utc};
+use crate::contract::PHASES;
 use crate::duration::{Go, Millis};
 use crate::history::{History, Recent, Sample, CAPACITY};
 use crate::runs::{Entry, Outcome, Runner};
@@ -216,10 +217,18 @@ impl Card<'_> {
         if !identity.is_empty() {
             let _ = write!(w, "<dt>identity</dt><dd class=\"identity\">{}</dd>", identity.join(" \u{b7} "));
         }
+        if let Some((_, serde_json::Value::Object(phases))) = outcome.notes.iter().find(|(k, _)| *k == PHASES)
+        {
+            let text: Vec<String> = phases
+                .iter()
+                .map(|(phase, ms)| format!("{} {}", esc(phase), fine_ms(ms.as_f64().unwrap_or(0.0))))
+                .collect();
+            let _ = write!(w, "<dt>phases</dt><dd class=\"phases\">{}</dd>", text.join(" \u{b7} "));
+        }
         let other: Vec<String> = outcome
             .notes
             .iter()
-            .filter(|(k, _)| !IDENTITY_NOTES.contains(k))
+            .filter(|(k, _)| !IDENTITY_NOTES.contains(k) && *k != PHASES)
             .map(|(k, v)| format!("{}: {}", esc(k), esc(&note_text(v))))
             .collect();
         if !other.is_empty() {
@@ -244,9 +253,10 @@ impl Card<'_> {
                 Some(crate::contract::Reason::Timeout) => ("timeout", "timeout"),
                 Some(reason) => ("fail", reason.as_str()),
             };
+            let phase = sample.slowest_phase().map(|p| format!(" \u{b7} {p}")).unwrap_or_default();
             let _ = write!(
                 w,
-                "<li class=\"cell {class}\" title=\"{} \u{b7} {} \u{b7} {what}\"></li>",
+                "<li class=\"cell {class}\" title=\"{} \u{b7} {} \u{b7} {what}{phase}\"></li>",
                 rfc3339(sample.at()),
                 Millis(sample.duration())
             );
@@ -302,6 +312,15 @@ fn sparkline(w: &mut String, samples: &[Sample]) {
         Millis(Duration::from_micros(u64::from(max))),
         Millis(samples[samples.len() - 1].duration())
     );
+}
+
+/// `0.04ms`, `12.3ms`: phases are often far below a millisecond.
+fn fine_ms(ms: f64) -> String {
+    if ms < 10.0 {
+        format!("{ms:.2}ms")
+    } else {
+        format!("{ms:.1}ms")
+    }
 }
 
 fn note_text(value: &serde_json::Value) -> String {
@@ -426,14 +445,25 @@ mod tests {
         let t0 = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let at =
             |s: u64| (t0 + Duration::from_secs(s)).duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-        history.record("db", Sample { at_ms: at(0), micros: 900, reason: None });
-        history.record("db", Sample { at_ms: at(30), micros: 2_000_000, reason: Some(Reason::Timeout) });
-        history.record("db", Sample { at_ms: at(60), micros: 1200, reason: Some(Reason::Connect) });
+        history.record("db", Sample { at_ms: at(0), micros: 900, reason: None, slowest: None });
+        history.record(
+            "db",
+            Sample {
+                at_ms: at(30),
+                micros: 2_000_000,
+                reason: Some(Reason::Timeout),
+                slowest: Some((1, 99)),
+            },
+        );
+        history.record(
+            "db",
+            Sample { at_ms: at(60), micros: 1200, reason: Some(Reason::Connect), slowest: None },
+        );
         let entries = vec![entry("db")];
         let html = page(&entries, &history, t0 + Duration::from_secs(60 + 252), false);
         assert_eq!(html.matches("<li class=\"cell ").count(), 3, "{html}");
         assert!(html.contains("<li class=\"cell ok\" title=\"2026-11-18T"), "{html}");
-        assert!(html.contains("<li class=\"cell timeout\" title=\""), "{html}");
+        assert!(html.contains("2000.0ms \u{b7} timeout \u{b7} connect 99%\"></li>"), "{html}");
         assert!(html.contains("\u{b7} 1.2ms \u{b7} connect\"></li>"), "{html}");
         assert_eq!(
             html.matches("<path class=\"failed\"").count(),

@@ -11,6 +11,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use ureq::tls::{Certificate, RootCerts};
 
 /// Installs aws-lc-rs as the process-wide rustls provider. Idempotent.
@@ -22,7 +24,7 @@ pub fn install_crypto_provider() {
 /// Reads every certificate from a PEM file, naming the file on failure.
 pub fn read_pem_certs(path: &str) -> Result<Vec<Certificate<'static>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read CA file {path}: {e}"))?;
-    let certs: Vec<Certificate<'static>> = rustls_pemfile::certs(&mut bytes.as_slice())
+    let certs: Vec<Certificate<'static>> = CertificateDer::pem_slice_iter(&bytes)
         .map(|der| der.map(|d| Certificate::from_der(d.as_ref()).to_owned()))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("cannot parse CA file {path}: {e}"))?;
@@ -54,4 +56,32 @@ pub fn root_certs(extra_ca_file: Option<&str>) -> Result<RootCerts, String> {
         return Ok(RootCerts::Specific(Arc::new(certs)));
     }
     Ok(RootCerts::Specific(SHARED.get_or_init(|| Arc::new(certs)).clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_files_are_read_or_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap().cert.pem();
+        let two = file("two.pem", &format!("{cert}{cert}"));
+        assert_eq!(read_pem_certs(&two).unwrap().len(), 2);
+        let none = file("none.pem", "not a certificate\n");
+        assert_eq!(read_pem_certs(&none).unwrap_err(), format!("CA file {none} holds no PEM certificate"));
+        let broken = file("broken.pem", "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n");
+        assert!(read_pem_certs(&broken)
+            .unwrap_err()
+            .starts_with(&format!("cannot parse CA file {broken}: ")));
+        let missing = dir.path().join("missing.pem").display().to_string();
+        assert!(read_pem_certs(&missing)
+            .unwrap_err()
+            .starts_with(&format!("cannot read CA file {missing}: ")));
+    }
 }

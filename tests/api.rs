@@ -78,9 +78,10 @@ fn concurrent_health_requests_share_the_run_in_flight() {
             ("AWS_SECRET_ACCESS_KEY", "secret"),
         ],
     );
-    // Let the start-up run finish (time out) so the probes below start afresh.
+    // Let the start-up run finish (time out, and its worker give up and
+    // close its socket) so the probes below start afresh.
     assert!(daemon.wait_for_log("check s3 failed (timeout)", Duration::from_secs(10)));
-    thread::sleep(Duration::from_millis(200));
+    assert!(support::eventually(Duration::from_secs(10), || hang.open_connections() == 0));
     let before = hang.connections();
 
     let addr = daemon.addr();
@@ -95,11 +96,11 @@ fn concurrent_health_requests_share_the_run_in_flight() {
     // One run: its reachability probe plus the request itself.
     let used = hang.connections() - before;
     assert!(used <= 2, "8 concurrent probes opened {used} backend connections");
-    // Log lines are written by a thread of their own: give them a moment.
-    let runs = || daemon.logs().iter().filter(|l| l.contains("check s3 failed")).count();
-    support::eventually(Duration::from_secs(5), || runs() >= 2);
-    thread::sleep(Duration::from_millis(300));
-    assert_eq!(runs(), 2, "the start-up run and one shared run: {:?}", daemon.logs());
+    // /metrics counts a run before its waiters are answered.
+    let metrics = daemon.get("/metrics").body;
+    let runs = "kubernary_check_runs_total{check=\"s3\",result=\"failure\"} ";
+    let runs = metrics.lines().find_map(|l| l.strip_prefix(runs)).unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(runs, "2", "the start-up run and one shared run");
 }
 
 #[test]
@@ -122,7 +123,8 @@ fn a_slow_health_never_holds_up_livez() {
             thread::spawn(move || support::http_request(addr, "GET", "/health", &[], b"").unwrap().status)
         })
         .collect();
-    thread::sleep(Duration::from_millis(300));
+    // The run is going once it reaches the backend; the probes wait on it.
+    assert!(support::eventually(Duration::from_secs(10), || hang.connections() >= 1));
     let began = Instant::now();
     assert_eq!(daemon.get("/livez").status, 200);
     let took = began.elapsed();

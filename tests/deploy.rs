@@ -33,13 +33,23 @@ fn all_kinds() -> BTreeSet<&'static str> {
     kubernary::checks::KINDS.iter().copied().collect()
 }
 
-/// Every YAML document in deploy/, with the file it came from.
+/// The YAML files in deploy/ that are not Kubernetes objects: Prometheus'
+/// rules and their unit tests, and kustomize's own file.
+const NOT_MANIFESTS: [&str; 3] = ["alerts.yaml", "alerts.test.yaml", "kustomization.yaml"];
+
+fn deploy_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+/// Every YAML document of the Kubernetes manifests in deploy/, with the
+/// file it came from.
 fn documents() -> Vec<(String, Value)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let dir = deploy_dir();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("read deploy/")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .filter(|p| !NOT_MANIFESTS.iter().any(|n| p.ends_with(n)))
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no manifests in {}", dir.display());
@@ -406,4 +416,388 @@ fn a_live_daemon_serves_the_manifests_paths() {
     assert_eq!(daemon.get(stop).status, 200);
     let status = daemon.wait_exit(Duration::from_secs(10)).expect("the preStop path starts the shutdown");
     assert_eq!(status.code(), Some(0));
+}
+
+/// One YAML file of deploy/ as a value.
+fn yaml_file(name: &str) -> Value {
+    let text =
+        std::fs::read_to_string(deploy_dir().join(name)).unwrap_or_else(|e| panic!("deploy/{name}: {e}"));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("deploy/{name}: {e}"))
+}
+
+/// The one object of `kind` in the manifests.
+fn object(kind: &str) -> Value {
+    let found: Vec<Value> = documents().into_iter().map(|(_, d)| d).filter(|d| d["kind"] == kind).collect();
+    let [one] = &found[..] else { panic!("deploy/: {} objects of kind {kind}", found.len()) };
+    one.clone()
+}
+
+/// Runs promtool (Debian's `prometheus` package, installed by
+/// scripts/test-deps.sh) in `dir`; panics with its output unless it succeeds.
+fn promtool(dir: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("promtool: {e}: run scripts/test-deps.sh (make test does), which installs Debian's prometheus")
+        });
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "promtool {}: {}\n{text}", args.join(" "), output.status);
+    text
+}
+
+/// Alerting rules: valid, and their unit tests (deploy/alerts.test.yaml)
+/// pass: each alert fires when it should and stays quiet when it should
+/// not. The PrometheusRule carries the very same groups.
+#[test]
+fn alerting_rules_pass_promtool_and_their_unit_tests() {
+    let dir = deploy_dir();
+    let checked = promtool(&dir, &["check", "rules", "alerts.yaml"]);
+    assert!(checked.contains("SUCCESS"), "{checked}");
+    let tested = promtool(&dir, &["test", "rules", "alerts.test.yaml"]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+
+    let rules = yaml_file("alerts.yaml");
+    let operator = object("PrometheusRule");
+    assert_eq!(operator["spec"]["groups"], rules["groups"], "prometheusrule.yaml and alerts.yaml differ");
+
+    // Every alert has unit tests, and each is tested both firing and quiet.
+    let tests = yaml_file("alerts.test.yaml");
+    let mut fired = BTreeSet::new();
+    let mut quiet = BTreeSet::new();
+    for case in tests["tests"].as_array().unwrap() {
+        for check in case["alert_rule_test"].as_array().unwrap() {
+            let name = check["alertname"].as_str().unwrap().to_string();
+            if check["exp_alerts"].as_array().is_some_and(|a| a.is_empty()) {
+                quiet.insert(name);
+            } else {
+                fired.insert(name);
+            }
+        }
+    }
+    for rule in rules["groups"][0]["rules"].as_array().unwrap() {
+        let alert = rule["alert"].as_str().unwrap();
+        assert!(fired.contains(alert), "alerts.test.yaml never sees {alert} fire");
+        assert!(quiet.contains(alert), "alerts.test.yaml never sees {alert} stay quiet");
+    }
+}
+
+/// Every PromQL expression of the dashboard (template variables filled
+/// in) evaluated by promtool over what a live daemon exports, each as an
+/// alert `count(<expr>) > 0`: a query with a typo, or naming a metric that
+/// was renamed, finds nothing and fails here.
+#[test]
+fn every_dashboard_query_finds_series_the_daemon_exports() {
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy_dir().join("dashboard.json")).unwrap()).unwrap();
+    let exprs = dashboard_exprs(&dashboard);
+    assert!(exprs.len() >= 10, "{exprs:?}");
+
+    let scrape = live_scrape();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let mut tests = String::from(
+        "rule_files:\n  - dashboard.rules.yaml\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
+    );
+    for (series, values) in input_series(&scrape) {
+        tests.push_str(&format!("      - series: {}\n        values: '{values}'\n", yaml_str(&series)));
+    }
+    tests.push_str("    alert_rule_test:\n");
+    for (i, expr) in exprs.iter().enumerate() {
+        let expr = fill_variables(expr);
+        rules.push_str(&format!(
+            "      - alert: Query{i}\n        expr: {}\n",
+            yaml_str(&format!("count({expr}) > 0"))
+        ));
+        tests.push_str(&format!(
+            "      - eval_time: 15m\n        alertname: Query{i}\n        exp_alerts:\n          - exp_labels: {{}}\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dashboard.rules.yaml"), &rules).unwrap();
+    std::fs::write(dir.path().join("dashboard.test.yaml"), &tests).unwrap();
+    promtool(dir.path(), &["check", "rules", "dashboard.rules.yaml"]);
+    let out = std::process::Command::new("promtool")
+        .args(["test", "rules", "dashboard.test.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("promtool");
+    if !out.status.success() {
+        // Name the queries that found nothing, not just their numbers.
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let failed: Vec<String> = exprs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| text.contains(&format!("alertname: Query{i},")))
+            .map(|(_, e)| e.clone())
+            .collect();
+        panic!("dashboard queries that find no series the daemon exports: {failed:#?}\n{text}");
+    }
+}
+
+/// Every metric the alerting rules and their tests name is one the daemon
+/// exports (or Prometheus' own `up`): the unit tests feed the rules series
+/// by name, so a renamed metric would otherwise leave them green.
+#[test]
+fn every_metric_the_alerts_name_is_exported() {
+    let scrape = live_scrape();
+    let mut exported: BTreeSet<String> = scrape.iter().map(|(series, _, _)| metric_name(series)).collect();
+    exported.insert("up".into());
+    let rules = yaml_file("alerts.yaml");
+    let tests = yaml_file("alerts.test.yaml");
+    let mut named = BTreeSet::new();
+    for rule in rules["groups"][0]["rules"].as_array().unwrap() {
+        named.extend(promql_metrics(rule["expr"].as_str().unwrap()));
+    }
+    for case in tests["tests"].as_array().unwrap() {
+        for series in case["input_series"].as_array().unwrap() {
+            named.insert(metric_name(series["series"].as_str().unwrap()));
+        }
+    }
+    assert!(named.len() >= 5, "{named:?}");
+    let unknown: Vec<_> = named.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "alerts name metrics the daemon does not export: {unknown:?}\nexported: {exported:?}"
+    );
+}
+
+/// `kubectl apply -k deploy/` applies every manifest but the optional
+/// DaemonSet; the Service and ServiceMonitor reach the container's port;
+/// the NetworkPolicy admits the monitoring namespace, to that port only.
+#[test]
+fn kustomization_service_monitor_and_network_policy_fit_the_workloads() {
+    let kustomization = yaml_file("kustomization.yaml");
+    assert_eq!(kustomization["kind"], "Kustomization");
+    let listed: BTreeSet<String> = kustomization["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    let files: BTreeSet<String> = documents().into_iter().map(|(file, _)| file).collect();
+    for file in &listed {
+        assert!(files.contains(file), "kustomization.yaml lists {file}, which is not a manifest in deploy/");
+    }
+    for file in files.difference(&listed) {
+        assert_eq!(file, "daemonset.yaml", "kustomization.yaml leaves out {file}");
+    }
+
+    let deployment = workloads().into_iter().find(|w| w.what.contains("Deployment")).expect("a Deployment");
+    let pod_labels = &object("Deployment")["spec"]["template"]["metadata"]["labels"];
+    let selects = |selector: &Value| {
+        selector.as_object().expect("a label selector").iter().all(|(k, v)| &pod_labels[k] == v)
+    };
+    let (http_path, http_port) = deployment.http_get(&["readinessProbe"]);
+    assert_eq!(http_path, "/health");
+
+    let service = object("Service");
+    assert!(selects(&service["spec"]["selector"]), "the Service selects no kubernary pod");
+    let port = &service["spec"]["ports"][0];
+    assert_eq!(deployment.port(&port["targetPort"]), http_port, "the Service's targetPort");
+    let monitor = object("ServiceMonitor");
+    assert!(
+        monitor["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| &service["metadata"]["labels"][k] == v),
+        "the ServiceMonitor selects no Service"
+    );
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], port["name"], "the ServiceMonitor's port");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    // Alerts and dashboard expect the job Prometheus names after the Service.
+    assert_eq!(service["metadata"]["name"], "kubernary");
+
+    let policy = object("NetworkPolicy");
+    assert!(
+        selects(&policy["spec"]["podSelector"]["matchLabels"]),
+        "the NetworkPolicy selects no kubernary pod"
+    );
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"]),
+        "egress stays open for the checks"
+    );
+    let rules = policy["spec"]["ingress"].as_array().expect("ingress rules");
+    assert_eq!(rules.len(), 1, "one way in: {rules:?}");
+    let from = rules[0]["from"].as_array().unwrap();
+    assert_eq!(from.len(), 1);
+    assert_eq!(
+        from[0]["namespaceSelector"]["matchLabels"],
+        serde_json::json!({"kubernetes.io/metadata.name": "monitoring"})
+    );
+    assert!(from[0].get("podSelector").is_none() && from[0].get("ipBlock").is_none(), "{from:?}");
+    let ports = rules[0]["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(deployment.port(&ports[0]["port"]), http_port, "the policy's port is the HTTP port");
+}
+
+/// Every `expr` in the dashboard's panels.
+fn dashboard_exprs(dashboard: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr", Value::String(e)) => out.push(e.clone()),
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+/// Grafana's variables as Prometheus would see them with "All" selected.
+fn fill_variables(expr: &str) -> String {
+    let filled = expr
+        .replace("$__rate_interval", "5m")
+        .replace("$__interval", "1m")
+        .replace("$__range", "1h")
+        .replace("$namespace", ".*")
+        .replace("$pod", ".*")
+        .replace("$check", ".*");
+    assert!(!filled.contains('$'), "a dashboard variable this test does not know: {expr}");
+    filled
+}
+
+/// A quoted YAML string (JSON's quoting is valid YAML).
+fn yaml_str(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}
+
+/// `(series, value, type)` of each sample a live daemon with a passing and
+/// a failing check exports.
+fn live_scrape() -> Vec<(String, f64, String)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || listener.incoming().for_each(drop));
+    let down = format!("127.0.0.1:{}", support::free_port());
+    let daemon = Daemon::start(
+        &["--no-stats"],
+        &[
+            ("KUBERNARY_CHECKS", "up=tcp,down=tcp"),
+            ("KUBERNARY_UP_ADDRESS", &up),
+            ("KUBERNARY_DOWN_ADDRESS", &down),
+        ],
+    );
+    // Each run counts: one of each is enough for every series to exist.
+    assert_eq!(daemon.get("/health").status, 503);
+    let text = daemon.get("/metrics").body;
+    let mut types = HashMap::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            types.insert(name.to_string(), kind.to_string());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let name = metric_name(series);
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s).filter(|b| types.get(*b).is_some_and(|t| t == "histogram"))
+                })
+                .unwrap_or(&name);
+            let kind = types.get(base).cloned().unwrap_or_else(|| panic!("no TYPE for {series}"));
+            samples.push((series.to_string(), value.parse().unwrap(), kind));
+        }
+    }
+    assert!(samples.iter().any(|(s, _, _)| s.starts_with("kubernary_check_failures_total{")), "{text}");
+    samples
+}
+
+/// promtool input series for a scrape, with the labels a ServiceMonitor
+/// scrape adds, and Prometheus' own `up`: counters climb, gauges hold.
+fn input_series(scrape: &[(String, f64, String)]) -> Vec<(String, String)> {
+    const TARGET: &str = r#"job="kubernary",namespace="kubernary",pod="kubernary-0""#;
+    let mut out = vec![(format!("up{{{TARGET}}}"), "1x20".to_string())];
+    for (series, value, kind) in scrape {
+        let series = match series.split_once('{') {
+            Some((name, labels)) => format!("{name}{{{TARGET},{labels}"),
+            None => format!("{series}{{{TARGET}}}"),
+        };
+        let values = match kind.as_str() {
+            "counter" | "histogram" => format!("{value}+1x20"),
+            _ => format!("{value}x20"),
+        };
+        out.push((series, values));
+    }
+    out
+}
+
+fn metric_name(series: &str) -> String {
+    series.split('{').next().unwrap().trim().to_string()
+}
+
+/// The metric names a PromQL expression selects: identifiers once strings,
+/// label matchers, ranges and grouping clauses are gone, that are neither
+/// functions, keywords nor numbers.
+fn promql_metrics(expr: &str) -> BTreeSet<String> {
+    const KEYWORDS: [&str; 13] = [
+        "and",
+        "or",
+        "unless",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "offset",
+        "bool",
+        "inf",
+        "nan",
+    ];
+    let mut text = String::new();
+    let mut depth = 0;
+    for c in expr.chars() {
+        match c {
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth -= 1,
+            _ if depth > 0 => {}
+            c => text.push(c),
+        }
+    }
+    // Drop `by (...)`, `on (...)` and the like: their contents are labels.
+    let mut cleaned = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+        cleaned.push_str(&rest[..i]);
+        let end = rest[i..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .map_or(rest.len(), |e| i + e);
+        let word = &rest[i..end];
+        rest = &rest[end..];
+        if ["by", "without", "on", "ignoring", "group_left", "group_right"].contains(&word) {
+            if let Some(open) = rest.trim_start().strip_prefix('(') {
+                rest = &open[open.find(')').map_or(open.len(), |j| j + 1)..];
+            }
+            continue;
+        }
+        cleaned.push(' ');
+        cleaned.push_str(word);
+        cleaned.push(' ');
+    }
+    cleaned.push_str(rest);
+    let mut names = BTreeSet::new();
+    let mut words = cleaned.split_whitespace().peekable();
+    while let Some(word) = words.next() {
+        let is_call = words.peek().is_some_and(|next| next.starts_with('('));
+        let is_ident = word.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        let is_duration = word.chars().next().is_some_and(|c| c.is_ascii_digit());
+        if is_ident && !is_call && !is_duration && !KEYWORDS.contains(&word.to_ascii_lowercase().as_str()) {
+            names.insert(word.to_string());
+        }
+    }
+    names
 }

@@ -181,6 +181,85 @@ fn the_flag_tables_name_no_flag_the_binary_lacks() {
     }
 }
 
+/// Each flag's `(default X)` from the help, quotes removed.
+fn defaults_in_help() -> BTreeMap<String, String> {
+    let help = help().split_whitespace().collect::<Vec<_>>().join(" ");
+    let options = help.split_once("Options: ").expect("an Options section").1;
+    let mut defaults = BTreeMap::new();
+    // Each option's text runs from its flag to the next `[env ...]`.
+    for entry in options.split(']').filter(|e| e.contains("(default ")) {
+        let flag = entry.split_whitespace().find(|w| w.starts_with("--")).unwrap().trim_end_matches(',');
+        let default = entry.split("(default ").nth(1).unwrap().split(')').next().unwrap();
+        defaults.insert(flag.to_string(), default.trim_matches('"').to_string());
+    }
+    assert!(defaults.len() >= 5, "{defaults:?}");
+    defaults
+}
+
+#[test]
+fn the_defaults_in_the_flag_tables_are_the_binarys() {
+    let defaults = defaults_in_help();
+    let (readme, configuration) = (readme(), page("configuration.md"));
+    for (what, text) in [
+        ("README.md", section(&readme, "Flags")),
+        ("docs/configuration.md", section(&configuration, "Flags and their variables")),
+    ] {
+        for row in text.lines().filter(|l| l.starts_with("| `--")) {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            let flag = cells[0].trim_matches('`').split_whitespace().next().unwrap();
+            if let Some(default) = defaults.get(flag) {
+                assert_eq!(cells[2].trim_matches('`'), default, "{what}: the default of {flag}");
+            }
+        }
+    }
+}
+
+/// Code spans (`` `...` `` on one line) of a Markdown text.
+fn code_spans(text: &str) -> Vec<&str> {
+    let mut spans = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced {
+            spans.extend(line.split('`').skip(1).step_by(2));
+        }
+    }
+    spans
+}
+
+#[test]
+fn every_flag_the_docs_name_is_one_the_binary_has() {
+    let (mut known, _) = flags_and_variables();
+    known.extend(words_starting(&binary_output(&["probe", "--help"]), "--"));
+    // Placeholders for "any flag", "any switch".
+    known.extend(["--flag", "--switch"].map(String::from));
+    let switches: Vec<String> = known.iter().map(|f| format!("--no-{}", &f[2..])).collect();
+    let mut sources = vec![("README.md".to_string(), readme())];
+    // The pages about using kubernary; the others also name other tools'
+    // flags (wrk's, chromium's).
+    let about_kubernary =
+        ["configuration.md", "checks.md", "endpoints.md", "metrics.md", "migrating.md", "container.md"];
+    sources.extend(pages().into_iter().filter(|(name, _)| about_kubernary.contains(&name.as_str())));
+    let mut named = 0;
+    for (name, text) in &sources {
+        for span in code_spans(text) {
+            let Some(first) = span.split_whitespace().next().filter(|w| w.starts_with("--")) else {
+                continue;
+            };
+            let flag = first.split('=').next().unwrap().trim_end_matches(',');
+            named += 1;
+            assert!(
+                known.contains(flag) || switches.iter().any(|s| s == flag),
+                "{name} names `{span}`, but kubernary has no {flag}"
+            );
+        }
+    }
+    assert!(named > 20, "found only {named} flags in the docs");
+}
+
 /// Variables src/ reads: string literals that look like environment
 /// variables, outside `#[cfg(test)]` modules, that are not check keys.
 fn variables_in_source() -> BTreeSet<String> {

@@ -7,7 +7,7 @@
 //! against a `FaultServer` of its own, all switched to the fault at once:
 //!
 //! 1. healthy: every check passes;
-//! 2. the fault: one `/health` answers within TIMEOUT + 1.5 s, each check
+//! 2. the fault: one `/health` answers within TIMEOUT + MARGIN, each check
 //!    with its reason;
 //! 3. a soak: INTERVAL=100ms runs plus probers asking `/health` for a few
 //!    seconds; every answer is on time and right, the thread count stays
@@ -39,8 +39,21 @@ use support::{eventually, Daemon, Fault, FaultServer, Reply, S3Server, StatsdRec
 const TIMEOUT: Duration = Duration::from_secs(1);
 /// The same, for the daemon's environment and the figures.
 const TIMEOUT_TEXT: &str = "1s";
-/// What /health may take beyond TIMEOUT (generous: a loaded 2-core CI box).
-const MARGIN: Duration = Duration::from_millis(1500);
+/// What /health may take beyond TIMEOUT: one deadline plus scheduling. An
+/// answer is due when its runs are, at the latest their deadline; what
+/// comes after is a handler being scheduled and writing a few hundred bytes.
+/// Half of TIMEOUT, so an answer that waited on two deadlines in a row (a
+/// run joined, then another started) cannot pass.
+const MARGIN: Duration = Duration::from_millis(500);
+/// A run that timed out where the fault is a fast one is excused only when
+/// a measured wait for a CPU explains it: kubernary's worker (its
+/// `run_queue_wait_ms` in /health) and the backend serving it (threads of
+/// this test, measured the same way) waited, together, at least half of
+/// TIMEOUT.
+/// Without that wait a fast fault's run ends in milliseconds; with it, the
+/// rest of TIMEOUT is not enough for an exchange whose every step waits
+/// behind other work.
+const STARVED: Duration = Duration::from_millis(500);
 
 /// Distinctive secrets; none may show anywhere the daemon writes or serves.
 const SECRET_KEY: &str = "faults-secret-key-5b1e0c77";
@@ -174,14 +187,43 @@ impl Rig {
 
     /// `/health`: status, body and how long it took; the body is kept.
     fn health(&self) -> Result<(u16, Value, Duration), String> {
+        self.health_judged(&[]).map(|(status, body, took, _)| (status, body, took))
+    }
+
+    /// `/health` judged against `wants`, and how long it took less the time
+    /// this (client) thread itself waited for a CPU meanwhile: what the
+    /// daemon took, as near as the test can tell.
+    fn health_timed(
+        &self,
+        wants: &[(&str, Want)],
+    ) -> Result<(u16, Value, Duration, Duration, Verdict), String> {
+        let before = support::thread_cpu_wait();
+        let (status, body, took, verdict) = self.health_judged(wants)?;
+        let waited =
+            before.zip(support::thread_cpu_wait()).map_or(Duration::ZERO, |(b, a)| a.saturating_sub(b));
+        Ok((status, body, took, took.saturating_sub(waited), verdict))
+    }
+
+    /// `/health`, judged against `wants`. A backend is a thread of this test
+    /// process, and can be starved too: how long each one waited for a CPU
+    /// while the answer was made is part of the judgement.
+    fn health_judged(&self, wants: &[(&str, Want)]) -> Result<(u16, Value, Duration, Verdict), String> {
+        let waits = || self.servers.iter().map(|(_, s)| s.cpu_wait()).collect::<Vec<_>>();
+        let before = waits();
         let began = Instant::now();
         let response =
             self.daemon.try_request("GET", "/health", &[], b"").map_err(|e| format!("GET /health: {e}"))?;
         let took = began.elapsed();
+        let after = waits();
         self.bodies.lock().unwrap().push(response.body.clone());
         let body = serde_json::from_str(&response.body)
             .map_err(|e| format!("/health body is not JSON ({e}): {}", response.body))?;
-        Ok((response.status, body, took))
+        let backend_wait = |name: &str| {
+            let at = self.servers.iter().position(|(n, _)| *n == name);
+            at.map_or(Duration::ZERO, |i| after[i].saturating_sub(before[i]))
+        };
+        let verdict = judge(&body, wants, backend_wait);
+        Ok((response.status, body, took, verdict))
     }
 
     fn sample(&self) -> Sample {
@@ -213,10 +255,9 @@ impl Rig {
 struct Verdict {
     /// Checks that said something else.
     problems: Vec<String>,
-    /// Checks that timed out where the fault is a fast one: a run starved
-    /// of CPU past its TIMEOUT on a loaded machine (other work shares these
-    /// 2 cores). The truth about that run, but not about the backend, so
-    /// counted apart and tolerated in small numbers.
+    /// Checks that timed out where the fault is a fast one, and whose
+    /// worker kubernary shows was starved of CPU (see [`STARVED_MS`]): the
+    /// truth about that run, but not about the backend, so counted apart.
     starved: Vec<String>,
 }
 
@@ -226,35 +267,41 @@ impl Verdict {
     }
 }
 
-fn judge(body: &Value, wants: &[(&str, Want)]) -> Verdict {
+fn judge(body: &Value, wants: &[(&str, Want)], backend_wait: impl Fn(&str) -> Duration) -> Verdict {
     let mut verdict = Verdict::default();
     for (name, want) in wants {
         let result = &body[name];
         let ok = result["ok"].as_bool();
         let reason = result["reason"].as_str().unwrap_or("?");
+        let worker_wait = result["run_queue_wait_ms"]
+            .as_f64()
+            .map_or(Duration::ZERO, |ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        let backend = backend_wait(name);
         match want {
             Want::Pass if ok == Some(true) => {}
             Want::Fail(r) if ok == Some(false) && reason == *r => {}
-            _ if ok == Some(false) && reason == "timeout" => {
-                verdict.starved.push(format!("{name}: want {want:?}, got {result}"))
-            }
-            _ => verdict.problems.push(format!("{name}: want {want:?}, got {result}")),
+            // The two waits are parts of one exchange: they add up.
+            _ if ok == Some(false) && reason == "timeout" && worker_wait + backend >= STARVED => verdict
+                .starved
+                .push(format!("{name}: want {want:?}, got {result}; backend waited {backend:?}")),
+            _ => verdict.problems.push(format!(
+                "{name}: want {want:?}, got {result}; the backend waited {backend:?} for a CPU meanwhile"
+            )),
         }
     }
     verdict
 }
 
 /// `/health` until it says what `wants` want, up to three times: a run
-/// starved past its TIMEOUT by other load gets two more chances. The
-/// answer that counted, and how many tries it took.
-fn health_until(rig: &Rig, wants: &[(&str, Want)]) -> (u16, Value, Duration, usize) {
+/// that kubernary shows was starved past its TIMEOUT by other load gets two
+/// more chances. The answer that counted, and how many tries it took.
+fn health_until(rig: &Rig, wants: &[(&str, Want)]) -> (u16, Value, Duration, usize, Verdict) {
     let mut tries = 0;
     loop {
         tries += 1;
-        let (status, body, took) = rig.health().unwrap();
-        let verdict = judge(&body, wants);
+        let (status, body, _, took, verdict) = rig.health_timed(wants).unwrap();
         if verdict.clean() || !verdict.problems.is_empty() || tries == 3 {
-            return (status, body, took, tries);
+            return (status, body, took, tries, verdict);
         }
         thread::sleep(TIMEOUT);
     }
@@ -286,20 +333,21 @@ fn all_pass() -> Vec<(&'static str, Want)> {
 fn fault_case(fault: Fault, plan: Plan) -> String {
     let rig = Rig::start(plan.verbose);
     let healthy = eventually(Duration::from_secs(10), || {
-        rig.health().is_ok_and(|(status, body, _)| status == 200 && judge(&body, &all_pass()).clean())
+        rig.health_judged(&all_pass()).is_ok_and(|(status, _, _, verdict)| status == 200 && verdict.clean())
     });
     assert!(healthy, "the checks never passed against healthy backends: {:?}", rig.health());
     let idle = rig.sample();
 
     // The fault, and the answer by TIMEOUT + MARGIN.
     rig.set(&fault);
+    // Runs going at the switch end by their deadline (time passing is the
+    // event): the /health below starts runs that meet the fault.
     thread::sleep(TIMEOUT + Duration::from_millis(200));
     let want = wants(&fault);
-    let (status, body, took, _) = health_until(&rig, &want);
+    let (status, body, took, _, verdict) = health_until(&rig, &want);
     assert_eq!(status, 503, "{}: {body}", fault.label());
     assert!(took <= TIMEOUT + MARGIN, "{}: /health took {took:?}: {body}", fault.label());
-    let verdict = judge(&body, &want);
-    assert!(verdict.clean(), "{}: {:#?}", fault.label(), [verdict.problems, verdict.starved].concat());
+    assert!(verdict.problems.is_empty(), "{}: {:#?}", fault.label(), verdict.problems);
 
     // The soak: scheduled runs every 100ms, and probers.
     let start = rig.sample();
@@ -308,6 +356,7 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
     let violations = Mutex::new(Vec::new());
     let starved = Mutex::new(Vec::new());
     let late = Mutex::new(Vec::new());
+    let client_starved = Mutex::new(Vec::new());
     let answers = Mutex::new(Vec::new());
     let (mut max, mut mid) = (start, start);
     let mut names_at_max = rig.daemon.thread_names();
@@ -315,11 +364,15 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
         for _ in 0..plan.probers {
             s.spawn(|| {
                 while !stop.load(Ordering::SeqCst) {
-                    match rig.health() {
-                        Ok((_, body, took)) => {
-                            let verdict = judge(&body, &want);
-                            if took > TIMEOUT + MARGIN {
+                    match rig.health_timed(&want) {
+                        Ok((_, body, took, daemon_took, verdict)) => {
+                            // Late only if the daemon was: time this test's
+                            // own thread spent waiting for a CPU is not its.
+                            if daemon_took > TIMEOUT + MARGIN {
+                                let _ = writeln!(std::io::stderr(), "late answer ({took:?}): {body}");
                                 late.lock().unwrap().push(took);
+                            } else if took > TIMEOUT + MARGIN {
+                                client_starved.lock().unwrap().push(took);
                             }
                             violations.lock().unwrap().extend(verdict.problems);
                             starved.lock().unwrap().extend(verdict.starved);
@@ -354,6 +407,7 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
     let mut answers = answers.into_inner().unwrap();
     let starved = starved.into_inner().unwrap();
     let late = late.into_inner().unwrap();
+    let client_starved = client_starved.into_inner().unwrap();
     assert!(
         late.len() * 1000 <= answers.len() * plan.late_per_mille,
         "{}: {} of {} answers came after TIMEOUT + {MARGIN:?}: {late:?}",
@@ -361,16 +415,11 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
         late.len(),
         answers.len()
     );
-    // A few runs starved by other load are tolerated; a fault reported
-    // wrongly would be in every answer.
-    assert!(
-        starved.len() * 20 <= answers.len() * CHECKS.len(),
-        "{}: {} of {} results timed out instead: {:#?}",
-        fault.label(),
-        starved.len(),
-        answers.len() * CHECKS.len(),
-        &starved[..starved.len().min(10)]
-    );
+    // Runs kubernary shows were starved are printed, never counted against
+    // the backend; any other wrong result failed above.
+    for excused in &starved {
+        let _ = writeln!(std::io::stderr(), "{}: excused, the worker was starved: {excused}", fault.label());
+    }
     answers.sort();
     let slowest = answers.last().copied().unwrap_or_default();
     // Each prober holds at most a connection thread and a /health handler;
@@ -392,8 +441,38 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
     // next one passes.
     rig.set(&Fault::Healthy);
     thread::sleep(TIMEOUT + Duration::from_millis(300));
-    let (status, body, _, heal_tries) = health_until(&rig, &all_pass());
-    assert_eq!(status, 200, "{}: not passing after the heal: {body}", fault.label());
+    // The claim here is recovery: nothing stays stuck once the backend
+    // heals. A run that began as the fault server switched can still time
+    // out (seen: a tcp connect whose SYN went unanswered for 1 s right at
+    // the switch, with no CPU wait on either side), so a timeout gets two
+    // more tries here, each printed; anything else, or a third, fails.
+    let mut heal_tries = 0;
+    let (status, verdict) = loop {
+        heal_tries += 1;
+        let (status, _, _, _, verdict) = rig.health_timed(&all_pass()).unwrap();
+        let only_timeouts = verdict.problems.iter().all(|p| p.contains("\"reason\":\"timeout\""));
+        if verdict.clean() || !only_timeouts || heal_tries == 3 {
+            break (status, verdict);
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}: after the heal, try {heal_tries}: {:#?}",
+            fault.label(),
+            verdict.problems
+        );
+        thread::sleep(TIMEOUT);
+    };
+    assert!(
+        verdict.problems.is_empty(),
+        "{}: not passing after the heal: {:#?}",
+        fault.label(),
+        verdict.problems
+    );
+    if status != 200 {
+        // Every miss was a run shown starved, three times over.
+        let _ =
+            writeln!(std::io::stderr(), "{}: excused after the heal: {:#?}", fault.label(), verdict.starved);
+    }
     rig.assert_no_secrets();
 
     let reasons: BTreeMap<&str, String> = want
@@ -409,16 +488,18 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
         })
         .collect();
     let line = format!(
-        "{}: /health in {} ms (TIMEOUT {TIMEOUT_TEXT}), reasons {reasons:?}; soak {} s: {runs} runs, {} answers (slowest {} ms, \
-         {} results starved, {} late), threads {} idle, {} at soak start, {} max; fds {} -> {} max; RSS {} -> {} KiB ({} KiB max); \
+        "{}: /health in {} ms (TIMEOUT {TIMEOUT_TEXT}, MARGIN {} ms), reasons {reasons:?}; soak {} s: {runs} runs, {} answers (slowest {} ms, \
+         {} results starved, {} late, {} late only by this test's own wait for a CPU), threads {} idle, {} at soak start, {} max; fds {} -> {} max; RSS {} -> {} KiB ({} KiB max); \
          after the heal, passing at the /health try {heal_tries}",
         fault.label(),
         took.as_millis(),
+        MARGIN.as_millis(),
         plan.soak.as_secs(),
         answers.len(),
         slowest.as_millis(),
         starved.len(),
         late.len(),
+        client_starved.len(),
         idle.threads,
         start.threads,
         max.threads,
@@ -514,7 +595,13 @@ fn hung_aliases(dir: &Path) -> String {
     aliases.display().to_string()
 }
 
-/// Lets every lookup blocked on the FIFO go on (it reads no aliases).
+/// Lets every lookup blocked on the FIFO go on (it reads no aliases), and
+/// removes the FIFO while a writer holds it open, so that no lookup can block
+/// on it again: one that opened it after the writer closed, and before it
+/// was removed, would wait for a writer that can never come (the cause of
+/// `dns_a_hung_resolver_then_healed` hanging now and then on a busy machine:
+/// the released lookup returned, the next run's lookup opened the FIFO in
+/// that window, and the check stayed hung for good).
 fn release_fifo(fifo: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     // Non-blocking: with no reader, opening for writing fails at once
@@ -525,9 +612,10 @@ fn release_fifo(fifo: &str) {
         writer.is_some()
     });
     assert!(opened, "no lookup was blocked on {fifo}");
-    // Held a moment, so that a reader woken on a busy machine finds a
-    // writer when it runs, then closed: the reader sees the end of the file.
-    thread::sleep(Duration::from_millis(300));
+    std::fs::remove_file(fifo).unwrap();
+    // A reader blocked in open() is let through by the writer's open even if
+    // the writer is gone by the time it runs (Linux counts writers that came);
+    // it then reads the end of the file.
     drop(writer);
 }
 
@@ -569,10 +657,6 @@ fn a_hung_resolver_never_piles_up_threads() {
 /// (root) to change /etc/hosts for the daemon alone; without one the test
 /// stops after the hang.
 #[test]
-// Passes alone, but with the rest of this file running beside it the
-// released lookup sometimes stays blocked on this machine (gVisor): kept for
-// `make soak`, which runs one test at a time, until that is understood.
-#[ignore = "flaky beside other tests: make soak runs it"]
 fn dns_a_hung_resolver_then_healed() {
     let dir = tempfile::tempdir().unwrap();
     let aliases = hung_aliases(dir.path());
@@ -619,7 +703,6 @@ fn dns_a_hung_resolver_then_healed() {
     }
     std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 kubernaryhang\n").unwrap();
     release_fifo(&aliases);
-    std::fs::remove_file(&aliases).unwrap();
     // The released lookup returns, then the next run passes; on a busy
     // machine that can take a moment past TIMEOUT.
     let mut last = serde_json::Value::Null;
@@ -708,8 +791,10 @@ fn the_credential_source_flaps_and_each_run_reports_the_truth() {
             assert_eq!(creds.request_count(), asked + 2, "{}", fault.label());
         }
         if fault == Fault::Hang {
-            // The runs held by the hung endpoint end at their deadline.
-            thread::sleep(Duration::from_millis(300));
+            // The runs held by the hung endpoint were reported at their
+            // deadline; their workers give up a moment later, and the next
+            // step must start runs afresh rather than join those.
+            assert!(eventually(Duration::from_secs(10), || creds.held_open() == 0));
         }
         bodies.push(body.to_string());
     }

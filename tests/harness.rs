@@ -57,7 +57,8 @@ fn rclone_over_https_presents_a_leaf_signed_by_the_test_ca() {
     // The CA, read back from ca.pem, is the only root: this proves the file
     // is what a client given SSL_CERT_FILE=ca.pem would trust.
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca.ca_pem().as_bytes()) {
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.ca_pem().as_bytes()) {
         roots.add(cert.expect("parse ca.pem")).expect("add CA root");
     }
     assert_eq!(roots.len(), 1);

@@ -64,24 +64,32 @@ fn malformed_requests_get_correct_statuses() {
         let got = status_of(a, raw);
         assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(raw));
     }
-    let long_path = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(16 * 1024));
+    let long_path = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(8 * 1024));
     assert_eq!(status_of(a, long_path.as_bytes()), Some(404));
+    // Past the 16 KiB of request line and headers tiny_http now reads.
+    let too_long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(16 * 1024));
+    assert_eq!(status_of(a, too_long.as_bytes()), Some(431));
     assert_healthy(&d);
 }
 
 #[test]
 fn bytes_that_are_not_http_close_the_connection() {
-    let d = daemon(&[]);
+    let d = daemon(&["--http-header-timeout=2s"]);
     let (answer, _) = read_all(d.addr(), b"\x00\xff\xfe\x16\x03\x01 binary\r\n\r\n", Duration::from_secs(15));
     assert!(
         answer.is_empty() || answer.starts_with(b"HTTP/1.1 400"),
         "{:?}",
         String::from_utf8_lossy(&answer)
     );
-    // A TLS ClientHello to the plain-HTTP port.
+    // A TLS ClientHello to the plain-HTTP port: no line ends, so it is cut
+    // at the header deadline (408).
     let (answer, _) =
         read_all(d.addr(), b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", Duration::from_secs(15));
-    assert!(answer.is_empty() || answer.starts_with(b"HTTP/1.1 400"));
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 400") || answer.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
     assert_healthy(&d);
 }
 
@@ -121,9 +129,10 @@ fn huge_headers_and_bodies_are_cut_off() {
         "still accepting an endless header after {sent} bytes"
     );
     assert!(sent < 64 << 20, "took {sent} bytes of one header");
-    // A huge declared body on a request we answer without reading it.
+    // A huge declared body: refused before a byte of it is read (tiny_http
+    // 0.12 allocated the announced length to skip an unread body).
     let raw = b"POST /quitquitquit-not HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\nxxxx";
-    assert_eq!(status_of(d.addr(), raw), Some(404));
+    assert_eq!(status_of(d.addr(), raw), Some(413));
     assert_healthy(&d);
 }
 
@@ -152,8 +161,12 @@ fn a_connection_flood_is_capped_and_probes_still_answer() {
     let d = daemon(&["--max-connections=50", "--http-idle-timeout=30s"]);
     let idle: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(d.addr()).ok()).collect();
     assert!(idle.len() >= 250);
-    // Probes keep working while the idle ones are shed.
+    // Probes keep working while the idle ones are shed: once the flood's
+    // connections have waited long enough to count as idle (100 ms), each
+    // probe takes the place of the one idle longest.
     let began = Instant::now();
+    let first = support::eventually(Duration::from_secs(5), || d.get("/livez").status == 200);
+    assert!(first, "no probe answered with the cap full of idle connections");
     for _ in 0..5 {
         assert_eq!(d.get("/livez").status, 200);
         assert_eq!(d.json("/health").0, 503, "the check has no credentials");
@@ -202,7 +215,7 @@ proptest! {
 }
 
 thread_local! {
-    static FUZZ_DAEMON: Daemon = daemon(&["--no-quitquitquit", "--http-idle-timeout=1s"]);
+    static FUZZ_DAEMON: Daemon = daemon(&["--no-quitquitquit", "--http-idle-timeout=1s", "--http-header-timeout=1s"]);
 }
 
 #[test]

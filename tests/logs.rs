@@ -116,7 +116,7 @@ fn json_lines_parse_with_every_event_and_its_fields() {
         assert_eq!(run["level"], "warn", "{run:#}");
         assert_eq!((&run["check"], &run["kind"], &run["ok"]), (&"web".into(), &"http".into(), &false.into()));
         assert_eq!(run["reason"], "http_status", "{run:#}");
-        assert!(run["duration_ms"].is_u64(), "a number, not text: {run:#}");
+        assert!(run["duration_ms"].is_number(), "a number, not text: {run:#}");
         assert!(run["error"].as_str().is_some_and(|e| e.contains("503")), "{run:#}");
     }
     assert!(failed.iter().all(|r| r["ok"] == false), "passing runs are debug lines: {failed:#?}");
@@ -168,7 +168,7 @@ fn json_at_debug_has_passing_runs_and_requests() {
     assert_eq!(request["level"], "debug", "{request:#}");
     let passed = events(&lines, "run").into_iter().find(|r| r["ok"] == true).cloned().unwrap();
     assert_eq!((&passed["level"], &passed["check"]), (&"debug".into(), &"web".into()), "{passed:#}");
-    assert!(passed["duration_ms"].is_u64());
+    assert!(passed["duration_ms"].is_number());
 }
 
 #[test]

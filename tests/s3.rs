@@ -99,6 +99,7 @@ fn wrong_secret_fails_with_the_servers_reason() {
     assert_eq!(body["s3"]["reason"], "denied", "{body}");
     let error = body["s3"]["error"].as_str().unwrap();
     assert!(error.contains("403 SignatureDoesNotMatch"), "{error}");
+    assert!(error.contains("the secret key from env does not belong to its access key"), "{error}");
     assert!(!error.contains("not-the-secret-at-all"), "the secret leaked: {error}");
 }
 
@@ -480,4 +481,6 @@ fn buckets_are_addressed_as_the_sdks_do_through_aws_names() {
         error.contains("my.dotted.bucket.s3.us-east-1.amazonaws.com") || error.contains("TLS"),
         "{error}"
     );
+    let warned = "KUBERNARY_FORCED_PATH_STYLE=false: bucket my.dotted.bucket cannot be a virtual host";
+    assert!(daemon.wait_for_log(warned, Duration::from_secs(5)), "the start warns about it");
 }

@@ -27,6 +27,17 @@ fn idle_daemon(args: &[&str]) -> (S3Server, Daemon) {
     (s3, daemon)
 }
 
+/// `/health`'s status and the reason the s3 check gives (empty when it
+/// passes): the reason tells an answer from the run in flight (`timeout`)
+/// from one given after the shutdown began (`shutting_down`), where the
+/// status alone (503 both) cannot.
+fn health_reason(addr: std::net::SocketAddr) -> Result<(u16, String), String> {
+    let response = support::http_request(addr, "GET", "/health", &[], b"").map_err(|e| e.to_string())?;
+    let body: serde_json::Value =
+        serde_json::from_str(&response.body).map_err(|e| format!("{e}: {:?}", response.body))?;
+    Ok((response.status, body["s3"]["reason"].as_str().unwrap_or_default().to_string()))
+}
+
 fn hanging_daemon(hang: &HangServer, timeout: &str, args: &[&str]) -> Daemon {
     let url = hang.url();
     Daemon::start(
@@ -73,15 +84,17 @@ fn draining_answers_requests_in_flight_and_reports_shutting_down() {
     let hang = HangServer::start();
     let mut daemon = hanging_daemon(&hang, "2s", &["--no-stats", "--close-after=10s", "--kill-after=20s"]);
     let addr = daemon.addr();
-    let in_flight =
-        thread::spawn(move || support::http_request(addr, "GET", "/health", &[], b"").map(|r| r.status));
+    let in_flight = thread::spawn(move || health_reason(addr));
     thread::sleep(Duration::from_millis(300));
     daemon.signal("TERM");
     assert!(daemon.wait_for_log("shutting down: SIGTERM", Duration::from_secs(5)));
     let (status, body) = daemon.json("/health");
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["s3"]["error"], "shutting down");
-    assert_eq!(in_flight.join().unwrap().expect("the request in flight is answered"), 503);
+    assert_eq!(body["s3"]["reason"], "shutting_down");
+    // The request in flight gets its run's own result: the check timed out.
+    let answer = in_flight.join().unwrap().expect("the request in flight is answered");
+    assert_eq!(answer, (503, "timeout".to_string()));
     let status = daemon.wait_exit(Duration::from_secs(10)).expect("exit once drained");
     assert_eq!(status.code(), Some(0), "a drained shutdown is graceful");
 }
@@ -94,15 +107,15 @@ fn sigterm_after_quitquitquit_lets_the_drain_finish() {
     let hang = HangServer::start();
     let mut daemon = hanging_daemon(&hang, "2s", &["--no-stats", "--close-after=10s", "--kill-after=20s"]);
     let addr = daemon.addr();
-    let in_flight =
-        thread::spawn(move || support::http_request(addr, "GET", "/health", &[], b"").map(|r| r.status));
+    let in_flight = thread::spawn(move || health_reason(addr));
     thread::sleep(Duration::from_millis(300));
     assert_eq!(daemon.get("/quitquitquit").status, 200);
     daemon.signal("TERM");
     assert!(
         daemon.wait_for_log("SIGTERM received: the shutdown is already under way", Duration::from_secs(5))
     );
-    assert_eq!(in_flight.join().unwrap().expect("the request in flight is answered"), 503);
+    let answer = in_flight.join().unwrap().expect("the request in flight is answered");
+    assert_eq!(answer, (503, "timeout".to_string()), "the run in flight's own result");
     let status = daemon.wait_exit(Duration::from_secs(10)).expect("exit once drained");
     assert_eq!(status.code(), Some(0), "a drained shutdown is graceful");
 }
@@ -152,6 +165,9 @@ struct Sent {
     at: Instant,
     done: Instant,
     answer: Result<u16, String>,
+    /// The reasons the checks gave, sorted and deduplicated (`""` for a
+    /// pass); empty when there was no answer.
+    reasons: Vec<String>,
 }
 
 /// `clients` threads sending `/health` back to back until `stop`; each
@@ -165,11 +181,11 @@ fn hammer(addr: std::net::SocketAddr, clients: usize, stop: &AtomicBool) -> Vec<
                     let mut sent = Vec::new();
                     while !stop.load(Ordering::SeqCst) {
                         let at = Instant::now();
-                        let answer = support::http_request(addr, "GET", "/health", &[], b"")
-                            .map(|r| r.status)
-                            .map_err(|e| e.to_string());
+                        let response = support::http_request(addr, "GET", "/health", &[], b"");
+                        let reasons = response.as_ref().map(|r| reasons(&r.body)).unwrap_or_default();
+                        let answer = response.map(|r| r.status).map_err(|e| e.to_string());
                         let refused = answer.as_ref().is_err_and(|e| e.contains("refused"));
-                        sent.push(Sent { at, done: Instant::now(), answer });
+                        sent.push(Sent { at, done: Instant::now(), answer, reasons });
                         if refused {
                             thread::sleep(Duration::from_millis(20));
                         }
@@ -180,6 +196,18 @@ fn hammer(addr: std::net::SocketAddr, clients: usize, stop: &AtomicBool) -> Vec<
             .collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     })
+}
+
+/// Every check's `reason` in a `/health` body, sorted, deduplicated.
+fn reasons(body: &str) -> Vec<String> {
+    let Ok(serde_json::Value::Object(checks)) = serde_json::from_str::<serde_json::Value>(body) else {
+        return vec![format!("not JSON: {body:?}")];
+    };
+    let mut reasons: Vec<String> =
+        checks.values().map(|c| c["reason"].as_str().unwrap_or("(none)").to_string()).collect();
+    reasons.sort();
+    reasons.dedup();
+    reasons
 }
 
 /// The index of the first log line containing `text`.
@@ -243,10 +271,25 @@ fn sigterm_under_load_answers_requests_in_flight_and_starts_nothing() {
         .collect();
     assert!(in_flight >= 50, "only {in_flight} requests were in flight at the signal");
     assert!(unanswered.is_empty(), "requests sent before SIGTERM without an answer: {unanswered:?}");
-    assert!(before.iter().all(|r| matches!(r.answer, Ok(200 | 503))));
+    // Sent before the signal: the backend's pass (200), or, if handled once
+    // the shutdown had begun, 503 shutting down; never anything else.
+    for r in &before {
+        let ok = match r.answer {
+            Ok(200) => r.reasons == [""],
+            Ok(503) => r.reasons == ["shutting_down"],
+            _ => false,
+        };
+        assert!(ok, "sent before SIGTERM: {:?} {:?}", r.answer, r.reasons);
+    }
     let after: Vec<&Sent> = sent.iter().filter(|r| r.at > settled).collect();
     let after_answered = after.iter().filter(|r| r.answer.is_ok()).count();
-    assert!(after.iter().all(|r| !matches!(r.answer, Ok(200))), "a 200 after the shutdown began");
+    for r in after.iter().filter(|r| r.answer.is_ok()) {
+        assert_eq!(
+            (&r.answer, &r.reasons[..]),
+            (&Ok(503), &["shutting_down".to_string()][..]),
+            "sent after SIGTERM"
+        );
+    }
 
     // Nothing reached the backend after the run in flight at the signal.
     let late: Vec<Duration> =
@@ -314,8 +357,11 @@ fn sigterm_under_load_with_checks_hung_for_good_exits_before_kill_after() {
     let in_flight: Vec<&Sent> = sent.iter().filter(|r| r.at < signalled && r.done > signalled).collect();
     assert!(in_flight.len() >= 25, "only {} requests were in flight", in_flight.len());
     for r in &in_flight {
-        // Answered (503: timed out or shutting down), or closed by the exit.
-        assert!(matches!(r.answer, Ok(503)) || r.answer.is_err(), "in flight at SIGTERM: {:?}", r.answer);
+        // Answered 503 (the run in flight timed out, or, handled once the
+        // shutdown had begun, shutting down), or closed by the exit.
+        let answered = matches!(r.answer, Ok(503))
+            && r.reasons.iter().all(|reason| reason == "timeout" || reason == "shutting_down");
+        assert!(answered || r.answer.is_err(), "in flight at SIGTERM: {:?} {:?}", r.answer, r.reasons);
         assert!(r.done < exited + Duration::from_secs(1), "a request outlived the process");
     }
     let answered = in_flight.iter().filter(|r| r.answer.is_ok()).count();
@@ -385,7 +431,7 @@ fn a_request_still_arriving_at_sigterm_is_answered_before_the_exit() {
     let mut answer = String::new();
     let _ = std::io::Read::read_to_string(&mut slow, &mut answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "the request in flight got {answer:?}");
-    assert!(answer.contains("shutting down"), "{answer}");
+    assert!(answer.contains(r#""reason":"shutting_down""#), "{answer}");
     let began = Instant::now();
     let status = daemon.wait_exit(Duration::from_secs(5)).expect("exit once answered");
     assert_eq!(status.code(), Some(0));

@@ -1,10 +1,11 @@
 //! The status page in a real browser: Debian's chromium, headless, loads
-//! `GET /` from a live daemon (the real binary) with one passing and one
-//! failing check; the test reads the DOM chromium built (`--dump-dom`) and
+//! `GET /` from a live daemon (the real binary) with one passing, one
+//! failing and one not yet run check; the test reads the DOM chromium built (`--dump-dom`) and
 //! checks states, reasons and cell counts, and leaves a screenshot in
 //! `target/status.png` for a person to look at. Also: the page never starts
-//! a run, `/health?history=true` carries the same history, and the
-//! history's memory, measured with a counting allocator.
+//! a run, `/health?history=true` carries the same history, the history's
+//! memory, measured with a counting allocator, and the phases of a run
+//! (`phases_ms`) against the fault server.
 //!
 //! chromium is installed by scripts/test-deps.sh (`make test` runs it).
 
@@ -18,8 +19,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scraper::{ElementRef, Html, Selector};
+use serde_json::Value;
 
-use support::{eventually, Daemon};
+use support::{eventually, Daemon, Fault, FaultServer, HangServer, Reply};
 
 /// Runs beyond the history's 60 for the passing check, so the strip is
 /// seen to keep only the latest 60.
@@ -149,16 +151,23 @@ fn one(root: ElementRef<'_>, css: &str) -> String {
 fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     let (up, down) = (accepting_port(), refusing_port());
     let (up_address, down_address) = (format!("127.0.0.1:{up}"), format!("127.0.0.1:{down}"));
+    // A server that never answers, and a timeout longer than the test: the
+    // first run of `slow` is still going while the page is read.
+    let hang = HangServer::start();
+    let slow_url = format!("{}/ready", hang.url());
     // An hour's interval: after the first scheduled run, every run is one
     // this test asks for, so the counts are exact.
     let daemon = Daemon::start(
         &["--no-stats"],
         &[
-            ("KUBERNARY_CHECKS", "up=tcp,down=tcp"),
+            ("KUBERNARY_CHECKS", "up=tcp,down=tcp,slow=http"),
             ("KUBERNARY_UP_ADDRESS", &up_address),
             ("KUBERNARY_UP_INTERVAL", "1h"),
             ("KUBERNARY_DOWN_ADDRESS", &down_address),
             ("KUBERNARY_DOWN_INTERVAL", "1h"),
+            ("KUBERNARY_SLOW_URL", &slow_url),
+            ("KUBERNARY_SLOW_INTERVAL", "1h"),
+            ("KUBERNARY_SLOW_TIMEOUT", "10m"),
         ],
     );
     assert!(
@@ -179,7 +188,7 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     let dom = browse(&["--dump-dom"], &url);
     let screenshot = target_dir().join("status.png");
     let _ = std::fs::remove_file(&screenshot);
-    browse(&[&format!("--screenshot={}", screenshot.display()), "--window-size=820,660"], &url);
+    browse(&[&format!("--screenshot={}", screenshot.display()), "--window-size=820,860"], &url);
     assert!(
         std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 1000),
         "no screenshot at {}",
@@ -202,8 +211,8 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
 
     let checks = select(root, "section.check");
     let names: Vec<_> = checks.iter().map(|c| c.value().attr("data-check").unwrap()).collect();
-    assert_eq!(names, ["up", "down"], "one section per check, in configuration order");
-    let (passing, failing) = (checks[0], checks[1]);
+    assert_eq!(names, ["up", "down", "slow"], "one section per check, in configuration order");
+    let (passing, failing, pending) = (checks[0], checks[1], checks[2]);
 
     assert_eq!(one(passing, ".state"), "passing");
     assert_eq!(one(passing, ".kind"), "tcp");
@@ -213,7 +222,10 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     assert_eq!(cells.len(), 60, "the latest 60 of {PASSING_RUNS} runs");
     assert!(cells.iter().all(|c| c.value().classes().any(|k| k == "ok")), "{}", passing.html());
     let title = cells[59].value().attr("title").unwrap();
-    assert!(title.ends_with("ms \u{b7} passed") && title.contains('T'), "time, duration, reason: {title}");
+    assert!(
+        title.contains("ms \u{b7} passed \u{b7} connect ") && title.contains('T'),
+        "time, duration, reason, phase: {title}"
+    );
     assert_eq!(select(passing, "svg.spark polyline").len(), 1, "a latency sparkline");
 
     assert_eq!(one(failing, ".state"), "failing");
@@ -226,12 +238,18 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     assert_eq!(cells.len(), FAILING_RUNS);
     for cell in &cells {
         assert!(cell.value().classes().any(|k| k == "fail"), "{}", cell.html());
-        assert!(cell.value().attr("title").unwrap().ends_with("\u{b7} connect"), "{}", cell.html());
+        assert!(cell.value().attr("title").unwrap().contains("ms \u{b7} connect \u{b7} "), "{}", cell.html());
     }
     assert_eq!(select(failing, "svg.spark path.failed").len(), FAILING_RUNS, "failed runs are marked");
 
+    assert_eq!(one(pending, ".state"), "not yet run");
+    assert_eq!(one(pending, ".kind"), "http");
+    assert!(one(pending, ".last-run").starts_with("none yet"), "{}", pending.html());
+    assert!(select(pending, "li.cell").is_empty(), "{}", pending.html());
+    assert!(hang.connections() >= 1, "the slow check's first run is going");
+
     let summary = one(root, "#summary");
-    assert_eq!(summary, "2 checks: 1 failing, 1 passing, 0 not yet run");
+    assert_eq!(summary, "3 checks: 1 failing, 1 passing, 1 not yet run");
 }
 
 /// `/health?history=true` answers the same history as JSON, oldest first,
@@ -270,6 +288,80 @@ fn health_with_history_carries_the_recent_results() {
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first: {times:?}");
 }
 
+/// The phase that took the time, from `phases_ms`, with the phases.
+fn slowest_phase(check: &Value) -> (String, f64, Value) {
+    let phases = check["phases_ms"].clone();
+    let (name, ms) = phases
+        .as_object()
+        .unwrap_or_else(|| panic!("no phases_ms: {check}"))
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_else(|| panic!("no phase: {check}"));
+    (name, ms, phases)
+}
+
+/// Where the time went: a slow first byte lands in `first_byte`, a connect
+/// that never completes in `connect` (reported at the deadline, while the
+/// connect is still going), and the same phases reach `/metrics`.
+#[test]
+fn phases_show_where_the_time_went() {
+    const SLOW: Duration = Duration::from_millis(1500);
+    let server = FaultServer::start(Reply::ok());
+    let url = server.url("/healthz");
+    let daemon = Daemon::start(
+        &["--no-stats"],
+        &[
+            ("KUBERNARY_CHECKS", "web=http"),
+            ("KUBERNARY_WEB_URL", &url),
+            ("KUBERNARY_WEB_INTERVAL", "1h"),
+            ("KUBERNARY_WEB_TIMEOUT", "3s"),
+        ],
+    );
+
+    let (status, body) = daemon.json("/health/web");
+    assert_eq!(status, 200, "{body}");
+    let phases = &body["web"]["phases_ms"];
+    for phase in ["resolve", "connect", "first_byte", "body"] {
+        assert!(phases[phase].is_number(), "{phase} in {phases}");
+    }
+    assert!(phases.get("tls").is_none(), "plain HTTP has no tls phase: {phases}");
+
+    server.set(Fault::SlowFirstByte(SLOW));
+    let (status, body) = daemon.json("/health/web");
+    assert_eq!(status, 200, "{body}");
+    let (slowest, ms, phases) = slowest_phase(&body["web"]);
+    assert_eq!(slowest, "first_byte", "{phases}");
+    assert!(ms >= SLOW.as_millis() as f64, "first_byte {ms}ms, the server waited {SLOW:?}: {phases}");
+
+    let metrics = daemon.get("/metrics").body;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("kubernary_check_phase_seconds{check=\"web\",phase=\"first_byte\"}"))
+        .unwrap_or_else(|| panic!("no first_byte phase in /metrics:\n{metrics}"));
+    let secs: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(secs >= SLOW.as_secs_f64(), "{line}");
+
+    server.set(Fault::Blackhole);
+    let (status, body) = daemon.json("/health/web");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["web"]["reason"], "timeout", "{body}");
+    let (slowest, ms, phases) = slowest_phase(&body["web"]);
+    assert_eq!(slowest, "connect", "{phases}");
+    eprintln!("phases of a connect that never completes: {phases}");
+    assert!(ms >= 1000.0, "a connect hung until the 3s deadline shows {ms}ms: {phases}");
+    let (_, body) = daemon.json("/health?cached=true&history=true");
+    let slowest: Vec<&str> = body["web"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["slowest_phase"].as_str().unwrap())
+        .collect();
+    // The scheduled first run may or may not have been joined by the first
+    // request; the last two runs are the slow one and the hung one.
+    assert_eq!(slowest[slowest.len() - 2..], ["first_byte", "connect"], "{body}");
+}
+
 /// The history's memory: every allocation this thread makes while six
 /// checks each record far more results than are kept, counted by the
 /// allocator itself. It must stay a few KB and match what the history
@@ -282,7 +374,7 @@ fn the_history_costs_a_few_kilobytes() {
     let history = History::new();
     for i in 0..1000u64 {
         for check in checks {
-            history.record(check, Sample { at_ms: i, micros: 1000, reason: None });
+            history.record(check, Sample { at_ms: i, micros: 1000, reason: None, slowest: None });
         }
     }
     let bytes = allocated() - before;

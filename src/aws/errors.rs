@@ -114,6 +114,14 @@ fn classify(
                 ),
             ))
         }
+        ("InvalidAccessKeyId" | "InvalidClientTokenId", _) => Some((
+            Reason::Denied,
+            format!("AWS does not know the access key from {}: it is mistyped, deleted, or from another partition", call.credentials.source),
+        )),
+        ("SignatureDoesNotMatch", _) => Some((
+            Reason::Denied,
+            format!("the secret key from {} does not belong to its access key", call.credentials.source),
+        )),
         ("AccessDenied", _) => Some((
             Reason::Denied,
             format!("the credentials from {} are not allowed this", call.credentials.source),
@@ -326,6 +334,14 @@ mod tests {
             now(),
         );
         assert!(!f.message.contains("KMS") && f.message.contains("web_identity"), "{}", f.message);
+        let f = explain(&s3_call(&c), &answer(403, "<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message></Error>"), now());
+        assert!(
+            f.message.contains("the secret key from web_identity does not belong to its access key"),
+            "{}",
+            f.message
+        );
+        let f = explain(&s3_call(&c), &answer(403, "<Error><Code>InvalidAccessKeyId</Code></Error>"), now());
+        assert!(f.message.contains("AWS does not know the access key from web_identity"), "{}", f.message);
         let f = explain(&s3_call(&c), &answer(503, "<Error><Code>SlowDown</Code></Error>"), now());
         assert_eq!(
             (f.reason, f.message.as_str()),

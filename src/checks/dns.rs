@@ -51,7 +51,7 @@ impl Check for Dns {
         let what = format!("lookup of {}", self.name);
         attempt.remaining().map_err(|f| f.context(&what))?;
         // Blocks for as long as the resolver takes; see the module docs.
-        let resolved = (self.name.as_str(), 0).to_socket_addrs();
+        let resolved = attempt.timed("resolve", || (self.name.as_str(), 0).to_socket_addrs());
         if attempt.expired() {
             return Err(Failure::timeout(attempt.timeout()).context(&what));
         }

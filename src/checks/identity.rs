@@ -290,7 +290,9 @@ impl Check for Identity {
 
     fn run(&self, attempt: &Attempt) -> Result<(), Failure> {
         let what = format!("sts GetCallerIdentity at {}", crate::client::redact(&self.endpoint.url));
-        let creds = credentials::resolve(&self.agent, &ProcessEnv, attempt).map_err(|f| f.context(&what))?;
+        let creds = attempt
+            .timed("credentials", || credentials::resolve(&self.agent, &ProcessEnv, attempt))
+            .map_err(|f| f.context(&what))?;
         attempt.note("credential_source", creds.source.as_str());
 
         let headers = [("Host", self.endpoint.host.as_str()), ("Content-Type", FORM)];

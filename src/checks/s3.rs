@@ -88,6 +88,12 @@ impl S3 {
             // virtual hosts, except for names a host name cannot carry.
             None => endpoint.is_some() || !virtual_hostable(&bucket),
         };
+        if !path_style && endpoint.is_none() && !virtual_hostable(&bucket) {
+            log::warn!(
+                "{}=false: bucket {bucket} cannot be a virtual host of AWS (its certificate's *.s3 wildcard covers one label); expect TLS failures, or unset it",
+                settings.var("PATH_STYLE")
+            );
+        }
         let vars = [settings.var("BUCKET"), settings.var("KEY"), settings.var("REGION")];
         let agent = client::agent(tls::root_certs(None)?, false);
         Ok(S3 { bucket, key, region, endpoint, path_style, vars, agent })
@@ -145,7 +151,9 @@ impl Check for S3 {
 
     fn run(&self, attempt: &Attempt) -> Result<(), Failure> {
         let what = format!("s3 download of {}", self.object());
-        let creds = credentials::resolve(&self.agent, &ProcessEnv, attempt).map_err(|f| f.context(&what))?;
+        let creds = attempt
+            .timed("credentials", || credentials::resolve(&self.agent, &ProcessEnv, attempt))
+            .map_err(|f| f.context(&what))?;
         attempt.note("credential_source", creds.source.as_str());
         let bucket = self.bucket(&creds, attempt.remaining()?)?;
         // attohttpc's own connect timeout is 30 s and cannot be set through
@@ -281,13 +289,14 @@ fn preflight(url: &str, attempt: &Attempt) -> Result<(), Failure> {
     } else {
         format!("{authority}:{}", if scheme == "http" { 80 } else { 443 })
     };
-    let addrs: Vec<_> = host_port
-        .to_socket_addrs()
+    let addrs: Vec<_> = attempt
+        .timed("resolve", || host_port.to_socket_addrs())
         .map_err(|e| Failure::io(&format!("resolving {authority}"), &e, attempt))?
         .collect();
     let mut last = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, attempt.remaining()?) {
+        let left = attempt.remaining()?;
+        match attempt.timed("connect", || TcpStream::connect_timeout(&addr, left)) {
             Ok(_) => return Ok(()),
             Err(e) => last = Some(Failure::io(&format!("connecting to {authority} ({addr})"), &e, attempt)),
         }

@@ -46,7 +46,7 @@ impl Tcp {
             Host::Name(name) => name,
         };
         attempt.remaining()?;
-        let resolved = (name.as_str(), self.port).to_socket_addrs();
+        let resolved = attempt.timed("resolve", || (name.as_str(), self.port).to_socket_addrs());
         if attempt.expired() {
             return Err(Failure::timeout(attempt.timeout()).context(what));
         }
@@ -74,7 +74,7 @@ impl Check for Tcp {
         let mut tried: Vec<(SocketAddr, io::Error)> = Vec::new();
         for addr in &addrs {
             let left = attempt.remaining().map_err(|f| f.context(&what))?;
-            match TcpStream::connect_timeout(addr, left) {
+            match attempt.timed("connect", || TcpStream::connect_timeout(addr, left)) {
                 Ok(_stream) => {
                     attempt.note("address", addr.to_string());
                     return Ok(());

@@ -33,7 +33,7 @@ pub fn request(method: &str, path: &str, peer: &str, status: u16, took: Duration
     if !log::log_enabled!(level) {
         return;
     }
-    let ms = (took.as_secs_f64() * 10_000.0).round() / 10.0;
+    let ms = millis(took);
     match sent {
         Ok(()) => log::log!(
             level,
@@ -53,11 +53,11 @@ pub fn request(method: &str, path: &str, peer: &str, status: u16, took: Duration
 /// a passing one, and a line when the check's reported state changes.
 pub fn run(record: &Record) {
     let (name, kind) = (record.check.as_str(), record.kind.as_str());
-    let ms = record.duration.as_millis() as u64;
+    let ms = millis(record.duration);
     match &record.result {
         Ok(()) => debug!(
             event = "run", check = name, kind = kind, ok = true, duration_ms = ms;
-            "check {name} passed in {ms}ms"
+            "check {name} passed in {ms:.1}ms"
         ),
         Err(f) => {
             let reason = f.reason.as_str();
@@ -65,7 +65,7 @@ pub fn run(record: &Record) {
             warn!(
                 event = "run", check = name, kind = kind, ok = false, reason = reason, duration_ms = ms,
                 error = error;
-                "check {name} failed ({reason}) in {ms}ms: {error}"
+                "check {name} failed ({reason}) in {ms:.1}ms: {error}"
             );
         }
     }
@@ -98,6 +98,11 @@ pub fn run(record: &Record) {
             );
         }
     }
+}
+
+/// Milliseconds to a tenth, as `/health`'s `duration_ms`.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 fn failing(name: &str, kind: &str, record: &Record) {

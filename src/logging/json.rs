@@ -38,8 +38,8 @@ impl Log for JsonLogger {
         if target == "kubernary" || target.starts_with("kubernary::") {
             metadata.level() <= self.ours
         } else {
-            // tiny_http's one error line is its accept loop ending, which
-            // the server's supervisor reports itself.
+            // tiny_http logs nothing we need: the patched server reports
+            // its accept failures through events, which `server` logs.
             !target.starts_with("tiny_http") && metadata.level() <= LevelFilter::Warn
         }
     }

@@ -35,6 +35,23 @@ fn stop_accept_loop(addr: SocketAddr, stop: &AtomicBool, thread: Option<JoinHand
     }
 }
 
+/// Whether the client end of an accepted connection is still open. What
+/// the client sent and nobody read is read and dropped, to get to its FIN.
+pub(super) fn peer_open(mut conn: &TcpStream) -> bool {
+    use std::io::Read;
+    if conn.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e) => return e.kind() == std::io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
 /// A TCP server that accepts connections and never answers, keeping them
 /// open until it is dropped: the backend that makes a check time out
 /// after connecting (as opposed to a closed port, which fails at once).
@@ -68,6 +85,13 @@ impl HangServer {
     /// How many connections were accepted (and are being held).
     pub fn connections(&self) -> usize {
         self.conns.lock().unwrap().len()
+    }
+
+    /// How many accepted connections the client has not closed yet: a
+    /// check's worker closes its socket when it gives up, so this falls to
+    /// zero once every run that reached this server has returned.
+    pub fn open_connections(&self) -> usize {
+        self.conns.lock().unwrap().iter().filter(|c| peer_open(c)).count()
     }
 }
 

@@ -115,6 +115,36 @@ struct State {
     /// Client-side connections that fill the accept queue for `Blackhole`.
     fillers: Mutex<Vec<TcpStream>>,
     stop: AtomicBool,
+    /// How long this server's threads waited for a CPU: the accept thread,
+    /// the connection threads still going, and those that ended.
+    accept_thread: Mutex<Option<CpuWait>>,
+    serving: Mutex<Vec<Arc<CpuWait>>>,
+    served_wait_ns: AtomicU64,
+}
+
+/// A thread of this process, and how long it had waited for a CPU (the
+/// second field of Linux's schedstat, ns) when it was marked.
+#[derive(Debug)]
+struct CpuWait {
+    tid: i32,
+    at_mark: u64,
+}
+
+impl CpuWait {
+    fn here() -> Option<CpuWait> {
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        Some(CpuWait { tid, at_mark: schedstat_wait(&format!("/proc/self/task/{tid}/schedstat"))? })
+    }
+
+    fn since_mark(&self) -> u64 {
+        schedstat_wait(&format!("/proc/self/task/{}/schedstat", self.tid))
+            .map_or(0, |now| now.saturating_sub(self.at_mark))
+    }
+}
+
+fn schedstat_wait(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl State {
@@ -169,10 +199,16 @@ impl FaultServer {
             held: Mutex::new(Vec::new()),
             fillers: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            accept_thread: Mutex::new(None),
+            serving: Mutex::new(Vec::new()),
+            served_wait_ns: AtomicU64::new(0),
         });
         let shared = state.clone();
         let is_tls = tls.is_some();
-        let thread = std::thread::spawn(move || accept_loop(listener, addr, &shared, tls));
+        let thread = std::thread::spawn(move || {
+            *shared.accept_thread.lock().unwrap() = CpuWait::here();
+            accept_loop(listener, addr, &shared, tls)
+        });
         FaultServer { addr, tls: is_tls, state, thread: Some(thread) }
     }
 
@@ -259,6 +295,24 @@ impl FaultServer {
     pub fn requests(&self) -> Vec<Seen> {
         self.state.requests.lock().unwrap().clone()
     }
+
+    /// How long this server's threads have waited for a CPU so far, in all:
+    /// taken before and after an exchange, it says whether the backend (a
+    /// thread of the test process) was starved while serving it.
+    pub fn cpu_wait(&self) -> Duration {
+        let state = &self.state;
+        let accept = state.accept_thread.lock().unwrap().as_ref().map_or(0, CpuWait::since_mark);
+        let serving = state.serving.lock().unwrap();
+        let live: u64 = serving.iter().map(|m| m.since_mark()).sum();
+        Duration::from_nanos(accept + live + state.served_wait_ns.load(Ordering::SeqCst))
+    }
+
+    /// Connections held by `Hang` whose client has not closed them yet: a
+    /// check's worker closes its socket when it gives up, so this falls to
+    /// zero once every run that hung here has returned.
+    pub fn held_open(&self) -> usize {
+        self.state.held.lock().unwrap().iter().filter(|c| super::fake_http::peer_open(c)).count()
+    }
 }
 
 impl Drop for FaultServer {
@@ -313,7 +367,19 @@ fn accept_loop(
         let generation = state.generation.load(Ordering::SeqCst);
         let state = state.clone();
         let tls = tls.clone();
-        std::thread::spawn(move || handle(stream, &state, tls, fault, generation));
+        std::thread::spawn(move || {
+            let mark = CpuWait::here().map(Arc::new);
+            if let Some(mark) = &mark {
+                state.serving.lock().unwrap().push(mark.clone());
+            }
+            handle(stream, &state, tls, fault, generation);
+            if let Some(mark) = mark {
+                // Under the lock, so that `cpu_wait` counts it once.
+                let mut serving = state.serving.lock().unwrap();
+                state.served_wait_ns.fetch_add(mark.since_mark(), Ordering::SeqCst);
+                serving.retain(|m| !Arc::ptr_eq(m, &mark));
+            }
+        });
     }
 }
 

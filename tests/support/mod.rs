@@ -64,3 +64,12 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50).min(deadline - now));
     }
 }
+
+/// How long the calling thread has waited for a CPU so far (the second
+/// field of Linux's schedstat); `None` where the kernel does not say. Taken
+/// before and after a request, it says how much of the request's time the
+/// test itself spent waiting to run.
+pub fn thread_cpu_wait() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().nth(1)?.parse().ok().map(Duration::from_nanos)
+}

@@ -168,12 +168,12 @@ impl Drop for WebServer {
 }
 
 pub(super) fn server_config(ca: &TestCa) -> Arc<rustls::ServerConfig> {
-    let certs = rustls_pemfile::certs(&mut ca.cert_pem().as_bytes())
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(ca.cert_pem().as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .expect("parse leaf cert");
-    let key = rustls_pemfile::private_key(&mut ca.key_pem().as_bytes())
-        .expect("parse leaf key")
-        .expect("a private key in key.pem");
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(ca.key_pem().as_bytes()).expect("parse leaf key");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -104,7 +104,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use client::ClientConnection;
 use connection::Connection;
@@ -112,6 +112,7 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use limits::{Event, EventSink, Handler, Limits};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -119,6 +120,7 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+mod limits;
 mod request;
 mod response;
 mod ssl;
@@ -140,7 +142,13 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // kubernary: open connections and requests in progress.
+    counters: Arc<limits::Counters>,
 }
+
+/// kubernary: the answer to a connection past `Limits::max_connections`.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 26\r\nRetry-After: 1\r\n\r\ntoo many open connections\n";
 
 enum Message {
     Error(IoError),
@@ -243,6 +251,22 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with(listener, ssl_config, Limits::default(), None)
+    }
+
+    /// kubernary: [`Server::from_listener`] with [`Limits`] on each
+    /// connection, and optionally a `handler` that is called with each
+    /// request on its connection's own thread, instead of queueing it for
+    /// `recv()`: a request then crosses no thread, and the threads are
+    /// bounded by `Limits::max_connections`. Requests on one connection are
+    /// read one after the other, each once the previous one is dropped
+    /// (answered).
+    pub fn from_listener_with<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+        handler: Option<Handler>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -285,74 +309,166 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
+        let counters = Arc::new(limits::Counters::default());
+        let inside_counters = counters.clone();
+        // kubernary: a named thread, of the configured size, and a failure
+        // to start it is an error rather than a panic.
+        let mut accept_thread = thread::Builder::new().name("http-accept".into());
+        if let Some(size) = limits.thread_stack_size {
+            accept_thread = accept_thread.stack_size(size);
+        }
+        accept_thread.spawn(move || {
+            let counters = inside_counters;
             // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
+            let tasks_pool = util::TaskPool::new(limits.thread_stack_size);
+            // kubernary: failed accepts in a row, and the delay before the
+            // next attempt.
+            let mut failures = 0u64;
+            let mut delay = Duration::ZERO;
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                // kubernary: an accept error (out of descriptors, say) is
+                // retried after a delay, 5 ms doubling to 1 s, forever, and
+                // reported once per burst, as Go's `net/http` does. Upstream
+                // ended the accept loop for good on the first one.
+                let accepted = server.accept().and_then(|(sock, addr)| {
+                    if inside_close_trigger.load(Relaxed) {
+                        return Ok(None);
                     }
-                    Err(e) => Err(e),
+                    // kubernary: refused from here, never blocking.
+                    let open = counters.connections.load(std::sync::atomic::Ordering::SeqCst);
+                    if limits.max_connections.map_or(false, |max| open >= max) {
+                        if counters.waiting.close_longest() {
+                            limits.tell(Event::Reclaimed { open });
+                        } else {
+                            sock.refuse(REFUSED);
+                            limits.tell(Event::Refused { peer: addr, open });
+                            return Ok(None);
+                        }
+                    }
+                    let _ = sock.set_write_timeout(limits.write_timeout);
+                    Ok(Some(sock))
+                });
+                let sock = match accepted {
+                    Ok(Some(sock)) => sock,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        if inside_close_trigger.load(Relaxed) {
+                            break;
+                        }
+                        delay = (delay * 2).clamp(limits::ACCEPT_BACKOFF_MIN, limits::ACCEPT_BACKOFF_MAX);
+                        failures += 1;
+                        if failures == 1 {
+                            log::error!("Error accepting new client: {}; retrying", e);
+                            limits.tell(Event::AcceptFailed { error: &e, retry_in: delay });
+                        }
+                        thread::sleep(delay);
+                        continue;
+                    }
+                };
+                if failures > 0 {
+                    limits.tell(Event::AcceptResumed { failures });
+                    failures = 0;
+                    delay = Duration::ZERO;
+                }
+                let open = limits::Counted::new(&counters.connections);
+                let deadline = Arc::new(limits::ReadDeadline::new(
+                    limits.idle_timeout.map(|t| Instant::now() + t),
+                ));
+
+                let mut handle = None;
+                let new_client = {
+                    use util::RefinedTcpStream;
+                    let streams = match ssl {
+                        None => {
+                            let sock = Arc::new(sock);
+                            handle = Some(Arc::downgrade(&sock));
+                            RefinedTcpStream::new(sock, Some(deadline.clone()))
+                        }
+                        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                        Some(ref ssl) => {
+                            // trying to apply SSL over the connection
+                            // if an error occurs, we just close the socket and resume listening
+                            let sock = match ssl.accept(sock) {
+                                Ok(s) => s,
+                                Err(_) => continue,
+                            };
+
+                            RefinedTcpStream::new(sock, Some(deadline.clone()))
+                        }
+                        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                        Some(ref _ssl) => unreachable!(),
+                    };
+                    streams.map(|(read_closable, write_closable)| {
+                        ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            limits.clone(),
+                            deadline,
+                            counters.requests.clone(),
+                            handle.map(|handle| (counters.waiting.clone(), handle)),
+                        )
+                    })
                 };
 
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
+                let spawned = new_client.and_then(|client| {
+                    let messages = inside_messages.clone();
+                    let handler = handler.clone();
+                    let mut client = Some(client);
+                    let mut open = Some(open);
+                    tasks_pool.spawn(Box::new(move || {
+                        let _open = open.take();
+                        if let Some(client) = client.take() {
+                            if let Some(handler) = &handler {
+                                // kubernary: each request handled right here;
+                                // a handler that panics ends its connection.
+                                for rq in client {
+                                    let handled = std::panic::catch_unwind(
+                                        std::panic::AssertUnwindSafe(|| handler(rq)),
+                                    );
+                                    if handled.is_err() {
+                                        break;
                                     }
                                 }
+                            } else if client.secure() {
+                                // Synchronization is needed for HTTPS requests to avoid a deadlock
+                                let (sender, receiver) = mpsc::channel();
+                                for rq in client {
+                                    messages.push(rq.with_notify_sender(sender.clone()).into());
+                                    receiver.recv().unwrap();
+                                }
+                            } else {
+                                for rq in client {
+                                    messages.push(rq.into());
+                                }
                             }
-                        }));
-                    }
+                        }
+                    }))
+                });
 
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                // kubernary: no descriptor for the connection's other half,
+                // or no thread for it: the connection is closed, and that is
+                // reported like a failed accept.
+                if let Err(e) = spawned {
+                    delay = (delay * 2).clamp(limits::ACCEPT_BACKOFF_MIN, limits::ACCEPT_BACKOFF_MAX);
+                    failures += 1;
+                    if failures == 1 {
+                        log::error!("Error starting on a new client: {}; retrying", e);
+                        limits.tell(Event::AcceptFailed { error: &e, retry_in: delay });
                     }
+                    thread::sleep(delay);
                 }
             }
             log::debug!("Terminating accept thread");
-        });
+        })?;
 
         // result
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            counters,
         })
     }
 
@@ -371,9 +487,39 @@ impl Server {
     }
 
     /// Returns the number of clients currently connected to the server.
+    // kubernary: implemented (upstream: `unimplemented!()`).
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.counters.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// kubernary: requests whose first byte has come and whose answer has
+    /// not been written yet: what a graceful shutdown waits for. A
+    /// connection with nothing sent (new, or idle after an answer) holds
+    /// nothing up.
+    pub fn requests_in_progress(&self) -> usize {
+        self.counters.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// kubernary: stops accepting and closes the listening socket (as
+    /// dropping the server does), leaving the connections accepted so far
+    /// to be served. Further calls do nothing.
+    pub fn stop_accepting(&self) {
+        if self.close.swap(true, Relaxed) {
+            return;
+        }
+        // Connect briefly to ourselves to unblock the accept thread
+        let maybe_stream = match &self.listening_addr {
+            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
+            #[cfg(unix)]
+            ListenAddr::Unix(addr) => {
+                // TODO: use connect_addr when its stabilized.
+                let path = addr.as_pathname().unwrap();
+                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
+            }
+        };
+        if let Ok(stream) = maybe_stream {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -420,20 +566,8 @@ impl Iterator for IncomingRequests<'_> {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.close.store(true, Relaxed);
-        // Connect briefly to ourselves to unblock the accept thread
-        let maybe_stream = match &self.listening_addr {
-            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
-            #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
-            }
-        };
-        if let Ok(stream) = maybe_stream {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
+        // kubernary: shared with `stop_accepting`.
+        self.stop_accepting();
 
         #[cfg(unix)]
         if let ListenAddr::Unix(addr) = &self.listening_addr {

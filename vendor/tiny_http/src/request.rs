@@ -74,6 +74,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // kubernary: counts the request in progress until it is dropped, which
+    // is after its answer is written (see `Server::requests_in_progress`).
+    in_progress: Option<crate::limits::Counted>,
 }
 
 struct NotifyOnDrop<R> {
@@ -108,6 +112,9 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// kubernary: the body is over `Limits::max_body_bytes`.
+    BodyTooLarge,
 }
 
 impl From<IoError> for RequestCreationError {
@@ -135,6 +142,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    max_body_bytes: Option<usize>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -183,6 +191,15 @@ where
         }
     };
 
+    // kubernary: a body over the cap is refused before anything is read or
+    // allocated (upstream allocated the announced length to drain an unread
+    // body: `Content-Length: 1000000000000` aborted the process).
+    if let (Some(length), Some(max)) = (content_length, max_body_bytes) {
+        if length > max {
+            return Err(RequestCreationError::BodyTooLarge);
+        }
+    }
+
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
     let reader = if connection_upgrade {
@@ -218,7 +235,12 @@ where
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        let decoder = FusedReader::new(Decoder::new(source_data));
+        // kubernary: a chunked body fails to read past the cap.
+        match max_body_bytes {
+            Some(max) => Box::new(Capped { inner: decoder, left: max }) as Box<dyn Read + Send + 'static>,
+            None => Box::new(decoder) as Box<dyn Read + Send + 'static>,
+        }
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
@@ -238,7 +260,27 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        in_progress: None,
     })
+}
+
+/// kubernary: a reader that fails once more than `left` bytes have come.
+struct Capped<R> {
+    inner: R,
+    left: usize,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match self.left.checked_sub(n) {
+            Some(left) => {
+                self.left = left;
+                Ok(n)
+            }
+            None => Err(IoError::new(ErrorKind::InvalidData, "request body too large")),
+        }
+    }
 }
 
 impl Request {
@@ -467,6 +509,12 @@ impl Request {
             ErrorKind::ConnectionReset => Ok(()),
             _ => Err(err),
         })
+    }
+
+    // kubernary: see `in_progress`.
+    pub(crate) fn counted(mut self, in_progress: Option<crate::limits::Counted>) -> Self {
+        self.in_progress = in_progress;
+        self
     }
 
     pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
