@@ -14,7 +14,7 @@ use ureq::unversioned::transport::{
     Transport,
 };
 
-use crate::contract::{Attempt, Failure, Reason, Stopwatch};
+use crate::contract::{Attempt, Failure, Reason, Stopwatch, Trace};
 
 /// The most of a body a check reads. Checks want a status and a few fields,
 /// never a download, so a large or endless body costs no more than this.
@@ -105,7 +105,13 @@ impl<In: Transport, C: Connector<In>> Connector<In> for Timed<C> {
             _ => chained.is_none(),
         };
         if works {
-            step(self.0, || self.1.connect(details, chained))
+            let out = step(self.0, || self.1.connect(details, chained));
+            traced(self.0, || match (&out, self.0) {
+                (Ok(_), "tls") => format!("handshake with {} done", details.uri.host().unwrap_or("?")),
+                (Ok(_), _) => format!("connected to {}", addresses(&details.addrs)),
+                (Err(e), _) => format!("{} failed: {e}", addresses(&details.addrs)),
+            });
+            out
         } else {
             self.1.connect(details, chained)
         }
@@ -117,6 +123,19 @@ thread_local! {
     /// [`timed_call`]): ureq hands its resolver and connectors nothing of
     /// the run, but runs them on the caller's thread (see [`InlineResolver`]).
     static STOPWATCH: RefCell<Option<Stopwatch>> = const { RefCell::new(None) };
+    /// The trace of that run, when it is a debug run.
+    static TRACE: RefCell<Option<Trace>> = const { RefCell::new(None) };
+}
+
+/// Records a step of the current exchange's run, if it is traced.
+fn traced(step: &'static str, detail: impl FnOnce() -> String) {
+    if let Some(trace) = TRACE.with(|t| t.borrow().clone()) {
+        trace.step(step, detail());
+    }
+}
+
+fn addresses(addrs: &[std::net::SocketAddr]) -> String {
+    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// Runs one of ureq's steps as `phase` of the current exchange's run.
@@ -137,8 +156,10 @@ fn timed_call<T>(attempt: &Attempt, call: impl FnOnce() -> T) -> T {
     let watch = attempt.stopwatch();
     let outer = watch.start("first_byte");
     STOPWATCH.with(|w| *w.borrow_mut() = Some(watch.clone()));
+    TRACE.with(|t| *t.borrow_mut() = attempt.tracer());
     let out = call();
     STOPWATCH.with(|w| *w.borrow_mut() = None);
+    TRACE.with(|t| *t.borrow_mut() = None);
     watch.finish(outer);
     out
 }
@@ -158,6 +179,7 @@ pub fn send(
     attempt: &Attempt,
 ) -> Result<Reply, Failure> {
     let left = attempt.remaining()?;
+    trace_request(&request, attempt);
     let response = timed_call(attempt, || request.config().timeout_global(Some(left)).build().call());
     finish(response, what, attempt)
 }
@@ -170,6 +192,7 @@ pub fn send_form(
     attempt: &Attempt,
 ) -> Result<Reply, Failure> {
     let left = attempt.remaining()?;
+    trace_request(&request, attempt);
     let response = timed_call(attempt, || {
         request.config().timeout_global(Some(left)).build().send_form(form.iter().copied())
     });
@@ -185,8 +208,33 @@ pub fn send_bytes(
     attempt: &Attempt,
 ) -> Result<Reply, Failure> {
     let left = attempt.remaining()?;
+    trace_request(&request, attempt);
     let response = timed_call(attempt, || request.config().timeout_global(Some(left)).build().send(body));
     finish(response, what, attempt)
+}
+
+/// The request line of a debug run, its URL redacted as in logs.
+fn trace_request<B>(request: &ureq::RequestBuilder<B>, attempt: &Attempt) {
+    attempt.trace("request", || {
+        let method = request.method_ref().map_or("?", |m| m.as_str());
+        let uri = request.uri_ref().map(|u| redact(&u.to_string())).unwrap_or_default();
+        format!("{method} {uri}")
+    });
+}
+
+/// Response headers whose values can carry a credential (or a signed URL)
+/// are shown by name only.
+fn header_line(name: &str, value: &[u8]) -> String {
+    let lower = name.to_ascii_lowercase();
+    let secret = ["auth", "cookie", "token", "secret", "key", "signature", "credential", "session"]
+        .iter()
+        .any(|word| lower.contains(word));
+    let value = String::from_utf8_lossy(value);
+    match lower.as_str() {
+        _ if secret => format!("{name}: ***"),
+        "location" | "content-location" | "link" | "refresh" => format!("{name}: {}", redact(&value)),
+        _ => format!("{name}: {value}"),
+    }
 }
 
 fn finish(
@@ -194,8 +242,23 @@ fn finish(
     what: &str,
     attempt: &Attempt,
 ) -> Result<Reply, Failure> {
-    let mut response = response.map_err(|e| classify(what, e, attempt))?;
+    let mut response = response.map_err(|e| classify(what, e, attempt)).inspect_err(|failure| {
+        attempt.trace("error", || format!("{}: {}", failure.reason, failure.message));
+    })?;
     let status = response.status().as_u16();
+    attempt.trace("status", || {
+        format!("{} {}", response.status().as_str(), response.status().canonical_reason().unwrap_or(""))
+            .trim_end()
+            .to_string()
+    });
+    attempt.trace("headers", || {
+        let lines: Vec<String> = response
+            .headers()
+            .iter()
+            .map(|(name, value)| header_line(name.as_str(), value.as_bytes()))
+            .collect();
+        lines.join("\n")
+    });
     // Checks judge the status and a few fields: the first BODY_LIMIT bytes
     // are plenty, and the rest is left unread (connections are not reused).
     let mut bytes = Vec::new();
@@ -210,6 +273,7 @@ fn finish(
                 .read_to_end(&mut bytes)
         })
         .map_err(|e| Failure::io(what, &e, attempt))?;
+    attempt.trace("body", || format!("{} bytes read (at most {BODY_LIMIT})", bytes.len()));
     let body = String::from_utf8_lossy(&bytes).into_owned();
     Ok(Reply { status, body })
 }
@@ -257,7 +321,15 @@ impl Resolver for InlineResolver {
         config: &Config,
         _: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        step("resolve", || self.0.resolve(uri, config, NextTimeout::default()))
+        let out = step("resolve", || self.0.resolve(uri, config, NextTimeout::default()));
+        traced("resolve", || {
+            let host = uri.host().unwrap_or("?");
+            match &out {
+                Ok(addrs) => format!("{host} -> {}", addresses(addrs)),
+                Err(e) => format!("{host}: {e}"),
+            }
+        });
+        out
     }
 }
 
@@ -296,7 +368,19 @@ pub fn redact(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{header_line, redact};
+
+    #[test]
+    fn traced_headers_hide_credentials_and_signed_urls() {
+        assert_eq!(header_line("Content-Length", b"4"), "Content-Length: 4");
+        assert_eq!(header_line("Set-Cookie", b"session=abc"), "Set-Cookie: ***");
+        assert_eq!(header_line("x-amz-security-token", b"tok"), "x-amz-security-token: ***");
+        assert_eq!(header_line("WWW-Authenticate", b"Bearer realm=x"), "WWW-Authenticate: ***");
+        assert_eq!(
+            header_line("Location", b"https://h/o?X-Amz-Signature=sig"),
+            "Location: https://h/o?X-Amz-Signature=***"
+        );
+    }
 
     #[test]
     fn redaction_hides_user_info_query_values_and_fragments() {

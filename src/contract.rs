@@ -171,11 +171,41 @@ pub struct Attempt {
     timeout: Duration,
     notes: Mutex<Vec<(&'static str, serde_json::Value)>>,
     phases: Stopwatch,
+    /// Only a debug run (`/health/<name>?debug=true`) has one, so ordinary
+    /// runs neither lock nor format anything for it.
+    trace: Option<Trace>,
 }
 
 impl Attempt {
     pub fn new(started: Instant, timeout: Duration) -> Attempt {
-        Attempt { started, timeout, notes: Mutex::new(Vec::new()), phases: Stopwatch::default() }
+        Attempt { started, timeout, notes: Mutex::new(Vec::new()), phases: Stopwatch::default(), trace: None }
+    }
+
+    /// A run that records its steps as it goes (see [`Attempt::trace`]).
+    pub fn traced(started: Instant, timeout: Duration) -> Attempt {
+        Attempt { trace: Some(Trace::new(started)), ..Attempt::new(started, timeout) }
+    }
+
+    /// Records a step of a debug run: what was done and what answered
+    /// (`connect`, `127.0.0.1:80: connection refused`). `detail` is only
+    /// called when the run is traced. Never a secret: URLs go through
+    /// `client::redact`, as in messages and logs.
+    pub fn trace(&self, step: &'static str, detail: impl FnOnce() -> String) {
+        if let Some(trace) = &self.trace {
+            trace.step(step, detail());
+        }
+    }
+
+    /// The run's trace, for code that records steps on its behalf without
+    /// being handed the attempt (ureq's resolver and connectors).
+    pub fn tracer(&self) -> Option<Trace> {
+        self.trace.clone()
+    }
+
+    /// `[{"at_ms": 0.1, "step": "resolve", "detail": ".."}, ...]`, or `None`
+    /// for a run that is not traced.
+    pub fn trace_json(&self) -> Option<serde_json::Value> {
+        self.trace.as_ref().map(Trace::json)
     }
 
     pub fn timeout(&self) -> Duration {
@@ -201,9 +231,13 @@ impl Attempt {
 
     /// Records a fact about this run for the `/health` JSON. Never a secret.
     pub fn note(&self, key: &'static str, value: impl Into<serde_json::Value>) {
+        let value = value.into();
+        // What a check notes (the credential source that answered, the
+        // ARN, ...) is a step of its story too.
+        self.trace("note", || format!("{key}: {value}"));
         let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
         notes.retain(|(k, _)| *k != key);
-        notes.push((key, value.into()));
+        notes.push((key, value));
     }
 
     /// Records that a phase of this run (`resolve`, `connect`, `tls`,
@@ -237,6 +271,38 @@ impl Attempt {
             notes.push((PHASES, phases));
         }
         notes
+    }
+}
+
+/// The steps of one debug run, each at its offset from the run's start.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    started: Instant,
+    steps: Arc<Mutex<Vec<Step>>>,
+}
+
+/// When (from the run's start), what, and what answered.
+type Step = (Duration, &'static str, String);
+
+impl Trace {
+    fn new(started: Instant) -> Trace {
+        Trace { started, steps: Arc::default() }
+    }
+
+    pub fn step(&self, step: &'static str, detail: String) {
+        let at = self.started.elapsed();
+        self.steps.lock().unwrap_or_else(|e| e.into_inner()).push((at, step, detail));
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        steps
+            .iter()
+            .map(|(at, step, detail)| {
+                let at_ms = (at.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+                serde_json::json!({"at_ms": at_ms, "step": step, "detail": detail})
+            })
+            .collect()
     }
 }
 
@@ -351,6 +417,20 @@ mod tests {
         assert!(phases["connect"].as_f64().unwrap() >= 20.0, "{phases}");
         watch.finish(outer);
         assert!(outer.is_none());
+    }
+
+    #[test]
+    fn only_a_traced_run_records_steps_in_order() {
+        let plain = Attempt::new(Instant::now(), Duration::from_secs(5));
+        plain.trace("resolve", || unreachable!("an ordinary run formats nothing"));
+        assert!(plain.trace_json().is_none());
+        let traced = Attempt::traced(Instant::now(), Duration::from_secs(5));
+        traced.trace("resolve", || "localhost -> 127.0.0.1".into());
+        traced.tracer().unwrap().step("connect", "127.0.0.1:1".into());
+        let trace = traced.trace_json().unwrap();
+        assert_eq!(trace[0]["step"], "resolve");
+        assert_eq!(trace[1]["detail"], "127.0.0.1:1");
+        assert!(trace[1]["at_ms"].as_f64().unwrap() >= trace[0]["at_ms"].as_f64().unwrap());
     }
 
     #[test]

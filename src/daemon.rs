@@ -85,19 +85,22 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     let began = Instant::now();
     shutdown::arm_kill_timer(options.kill_after);
     // Open requests are answered (a /health now says 503 shutting down, so
-    // readiness drops), for --close-after at most. Then no new connection
-    // is accepted, and the requests on connections already accepted are
-    // answered too, within the same bound; then the process exits, which
-    // closes what is left. tiny_http counts the requests in progress, from
-    // a request's first byte to its answer: a connection with nothing sent
-    // holds nothing up.
+    // readiness drops), for --close-after at most, and each connection
+    // ends after its answer. Then, as Go's Server.Shutdown: no new
+    // connection is accepted, connections waiting between requests are
+    // closed, and each other one ends after its
+    // current answer (which says Connection: close); the process exits once
+    // none is left open, or at the same bound, which closes what is left.
+    // tiny_http counts both from its own bookkeeping.
     let close_at = began + options.close_after;
-    let mut drained = drain(&app, close_at);
+    app.start_closing();
+    let mut drained = drain(close_at, || app.requests_in_progress());
     app.stop_accepting();
-    drained = drained && drain(&app, close_at);
+    drained = drained && drain(close_at, || app.connections());
     if !drained {
         warn!(
-            "closing {} open request(s) after {} (--close-after)",
+            "closing {} open connection(s), {} with a request unanswered, after {} (--close-after)",
+            app.connections(),
             app.requests_in_progress(),
             Go(options.close_after)
         );
@@ -109,11 +112,10 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
     0
 }
 
-/// Waits until no accepted connection holds a request without an answer,
-/// or `deadline` passes; true if none does.
-fn drain(app: &App, deadline: Instant) -> bool {
+/// Waits until `open()` is zero or `deadline` passes; true if it is.
+fn drain(deadline: Instant, open: impl Fn() -> usize) -> bool {
     loop {
-        if app.requests_in_progress() == 0 {
+        if open() == 0 {
             return true;
         }
         if Instant::now() >= deadline {

@@ -201,6 +201,11 @@ impl Run {
         self.started + self.entry.timeout
     }
 
+    /// The steps of a traced run so far (see [`Runner::start_traced`]).
+    pub fn trace(&self) -> Option<serde_json::Value> {
+        self.attempt.trace_json()
+    }
+
     /// Taken after the entry's state when both are needed, never before.
     fn settlement(&self) -> MutexGuard<'_, Settlement> {
         self.settlement.lock().unwrap_or_else(|e| e.into_inner())
@@ -358,6 +363,18 @@ impl Runner {
 
     /// Starts a run of `entry`, or joins the one going.
     pub fn start(&self, entry: &Arc<Entry>) -> Started {
+        self.start_with(entry, false)
+    }
+
+    /// [`Runner::start`] for `/health/<name>?debug=true`: a new run records
+    /// its steps. It is an ordinary run otherwise (single flight, counted,
+    /// reported to the sinks); when one is already going it is joined, and
+    /// that run has no trace unless it was started traced too.
+    pub fn start_traced(&self, entry: &Arc<Entry>) -> Started {
+        self.start_with(entry, true)
+    }
+
+    fn start_with(&self, entry: &Arc<Entry>, traced: bool) -> Started {
         let mut state = entry.state();
         if let Some(run) = state.current.as_ref() {
             return Started::Joined { run: run.clone(), late: run.deadline() <= Instant::now() };
@@ -366,7 +383,11 @@ impl Runner {
         let run = Arc::new(Run {
             entry: entry.clone(),
             started,
-            attempt: Attempt::new(started, entry.timeout),
+            attempt: if traced {
+                Attempt::traced(started, entry.timeout)
+            } else {
+                Attempt::new(started, entry.timeout)
+            },
             worker: OnceLock::new(),
             settlement: Mutex::new(Settlement::default()),
             sinks: self.sinks.clone(),
@@ -433,6 +454,9 @@ fn execute(run: Arc<Run>) {
             .unwrap_or_else(|| "unknown panic".into());
         Err(Failure::new(Reason::Internal, format!("check panicked: {text}")))
     });
+    if let Err(failure) = &result {
+        attempt.trace("failed", || format!("{}: {}", failure.reason, failure.message));
+    }
     let duration = run.started.elapsed();
     // Checks bound their sockets by the deadline, so returning a moment
     // after it is normal; a check that overruns by far is worth a warning.

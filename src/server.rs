@@ -61,12 +61,28 @@ impl App {
 
     /// Stops accepting connections, for the end of the shutdown: the
     /// listener is closed, so new connects are refused and those the kernel
-    /// had queued are reset, as when any server closes its listener. The
-    /// connections accepted so far are still read and answered.
+    /// had queued are reset, as when any server closes its listener.
+    /// Connections waiting between requests are closed; the others end
+    /// after their current answer, which says `Connection: close`.
     pub fn stop_accepting(&self) {
+        self.start_closing();
         if let Some(http) = self.http.get() {
             http.stop_accepting();
         }
+    }
+
+    /// From now on each connection ends after its current answer, which
+    /// says `Connection: close`: the start of the shutdown.
+    pub fn start_closing(&self) {
+        if let Some(http) = self.http.get() {
+            http.start_closing();
+        }
+    }
+
+    /// Open connections: what the shutdown waits for after
+    /// [`App::stop_accepting`], from tiny_http's own count.
+    pub fn connections(&self) -> usize {
+        self.http.get().map_or(0, |http| http.num_connections())
     }
 
     /// Requests that have begun to arrive and have no answer yet: what
@@ -224,6 +240,8 @@ fn answer(app: &App, route: Route<'_>, query: &str) -> Answer {
             };
             if app.shutdown.is_set() {
                 render::shutting_down(&entries)
+            } else if wants(query, "debug=") {
+                annotated(traced(app, entries), query)
             } else if wants_cached(query, app.cached_health) {
                 annotated(render::cached(&entries), query)
             } else {
@@ -240,6 +258,32 @@ fn health(app: &App, entries: Vec<Arc<Entry>>) -> render::Health {
     let runs: Vec<_> = entries.iter().map(|e| app.runner.start(e)).collect();
     let results: Vec<_> = entries.into_iter().zip(runs).map(|(entry, run)| (entry, run.wait())).collect();
     render::outcomes(&results)
+}
+
+/// `debug=true`: new runs that record their steps, each answered with its
+/// `trace` (a run already going is joined, untraced, and says so).
+fn traced(app: &App, entries: Vec<Arc<Entry>>) -> render::Health {
+    let runs: Vec<_> = entries.iter().map(|e| app.runner.start_traced(e)).collect();
+    let results: Vec<_> = entries.iter().cloned().zip(runs.iter().map(|r| r.wait())).collect();
+    let (status, mut body) = render::outcomes(&results);
+    for (entry, run) in entries.iter().zip(&runs) {
+        if let Some(Value::Object(fields)) = body.get_mut(&entry.name) {
+            let trace = run.run().trace();
+            if trace.is_none() {
+                fields.insert("trace_note".into(), "joined a run already going, which was not traced".into());
+            }
+            fields.insert("trace".into(), trace.unwrap_or_else(|| Value::Array(Vec::new())));
+        }
+    }
+    (status, body)
+}
+
+/// Whether the query turns `key` (`debug=`) on.
+fn wants(query: &str, key: &str) -> bool {
+    query
+        .rsplit('&')
+        .find_map(|pair| pair.strip_prefix(key))
+        .is_some_and(|v| matches!(v, "true" | "1" | "yes"))
 }
 
 /// A `/health` answer, with the history its query asks for.

@@ -42,10 +42,17 @@ fn connect(addr: SocketAddr) -> TcpStream {
 fn ask(conn: &mut BufReader<TcpStream>, path: &str) -> Result<u16, String> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: kubernary\r\n\r\n");
     conn.get_mut().write_all(request.as_bytes()).map_err(|e| format!("write: {e}"))?;
+    read_answer(conn).map(|(status, _)| status)
+}
+
+/// The next answer on a connection: its status and its header lines
+/// (lower-cased), its body read past.
+fn read_answer(conn: &mut BufReader<TcpStream>) -> Result<(u16, Vec<String>), String> {
     let mut line = String::new();
     conn.read_line(&mut line).map_err(|e| format!("no answer: {e}"))?;
     let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(format!("{line:?}"))?;
     let mut length = 0;
+    let mut headers = Vec::new();
     loop {
         line.clear();
         conn.read_line(&mut line).map_err(|e| e.to_string())?;
@@ -56,9 +63,10 @@ fn ask(conn: &mut BufReader<TcpStream>, path: &str) -> Result<u16, String> {
             Some(_) => {}
             None => break,
         }
+        headers.push(line.trim_end().to_ascii_lowercase());
     }
     conn.read_exact(&mut vec![0; length]).map_err(|e| e.to_string())?;
-    Ok(status)
+    Ok((status, headers))
 }
 
 /// Everything the server sends until it closes (or 30 s pass).
@@ -132,6 +140,7 @@ fn headers_dripped_slowly_are_cut_at_the_header_deadline() {
     stop.store(true, Ordering::SeqCst);
     drip.join().unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer:?}");
     assert!(took < Duration::from_secs(15), "a drip-fed request lasted {took:?} against a 2s deadline");
     assert_eq!(livez(d.addr()), Some(200));
 }
@@ -190,7 +199,7 @@ fn past_the_connection_cap_the_longest_idle_connection_makes_room() {
     let d = daemon(&["--max-connections=4", "--http-idle-timeout=60s"]);
     // Four connections that send nothing, oldest first.
     let mut idle: Vec<TcpStream> = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..80 {
         idle.push(connect(d.addr()));
         thread::sleep(Duration::from_millis(50));
     }
@@ -329,4 +338,50 @@ fn files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn an_unread_body_is_not_taken_for_the_next_request() {
+    // tiny_http 0.12 left an unread chunked body in the socket: the next
+    // request's parse began inside it (a 400), and the pipelined GET was lost.
+    let d = daemon(&[]);
+    let bodies: [(&str, &[u8]); 2] = [
+        ("Transfer-Encoding: chunked", b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+        ("Content-Length: 11", b"hello world"),
+    ];
+    for (framing, body) in bodies {
+        let mut conn = BufReader::new(connect(d.addr()));
+        let mut raw = format!("POST /livez HTTP/1.1\r\nHost: kubernary\r\n{framing}\r\n\r\n").into_bytes();
+        raw.extend_from_slice(body);
+        raw.extend_from_slice(b"GET /livez HTTP/1.1\r\nHost: kubernary\r\n\r\n");
+        conn.get_mut().write_all(&raw).unwrap();
+        let first = read_answer(&mut conn).map(|(status, _)| status);
+        let second = read_answer(&mut conn);
+        assert_eq!(first, Ok(405), "{framing}: the POST");
+        let (status, headers) = second.unwrap_or_else(|e| panic!("{framing}: the pipelined GET: {e}"));
+        assert_eq!(status, 200, "{framing}: the pipelined GET: {headers:?}");
+        assert!(!headers.iter().any(|h| h == "connection: close"), "{framing}: {headers:?}");
+    }
+}
+
+#[test]
+fn a_body_too_large_to_drain_ends_the_connection_after_the_answer() {
+    // A chunked body past the body cap (64 KiB) cannot be skipped: the answer says
+    // so with `Connection: close`, and nothing after it is parsed.
+    let d = daemon(&[]);
+    let mut conn = BufReader::new(connect(d.addr()));
+    let mut raw = b"POST /livez HTTP/1.1\r\nHost: kubernary\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..80 {
+        raw.extend_from_slice(b"400\r\n");
+        raw.extend_from_slice(&[b'a'; 0x400]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\nGET /livez HTTP/1.1\r\nHost: kubernary\r\n\r\n");
+    conn.get_mut().write_all(&raw).unwrap();
+    let (status, headers) = read_answer(&mut conn).expect("an answer to the POST");
+    assert_eq!(status, 405);
+    assert!(headers.iter().any(|h| h == "connection: close"), "{headers:?}");
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    assert!(!String::from_utf8_lossy(&rest).contains("HTTP/1.1"), "answered after the close: {rest:?}");
 }

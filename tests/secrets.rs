@@ -1,6 +1,6 @@
 //! Security: with `--debug` and every check failing, no secret shows in
 //! anything the daemon writes or serves (every log line; `/health`, each
-//! `/health/<name>`, cached `/health`, `/metrics`): AWS secret keys and
+//! `/health/<name>`, its `?debug=true` trace, cached `/health`, `/metrics`): AWS secret keys and
 //! session tokens from each credential source, the container-credentials
 //! authorization token, the web identity token, the service-account bearer
 //! token, a password in a URL, the signatures of presigned URLs, and every
@@ -54,6 +54,12 @@ fn expose(checks: &[(&str, &str)], env: &[(&str, String)]) -> (Daemon, Exposed) 
     bodies.push(body.to_string());
     for (name, _) in checks {
         bodies.push(d.get(&format!("/health/{name}")).body);
+    }
+    // A debug run's trace names each step and what answered: redacted too.
+    for (name, _) in checks {
+        let (_, traced) = d.json(&format!("/health/{name}?debug=true"));
+        assert!(traced[name]["trace"].is_array(), "{name}: no trace: {traced}");
+        bodies.push(traced.to_string());
     }
     bodies.push(d.get("/health?cached=true").body);
     bodies.push(d.get("/metrics").body);
@@ -161,6 +167,11 @@ fn env_keys_presigned_urls_passwords_and_bearer_tokens_never_show() {
     // The checks still say which request failed, without the secrets.
     assert!(exposed.bodies.contains("X-Amz-Signature=***"), "{}", exposed.bodies);
     assert!(exposed.bodies.contains("http://***@127.0.0.1"), "{}", exposed.bodies);
+    // The traces, hiding all that, still tell the story.
+    for step in [r#""step":"credentials""#, r#""step":"request""#, r#""step":"status""#, r#""step":"failed""#]
+    {
+        assert!(exposed.bodies.contains(step), "no {step} in a trace:\n{}", exposed.bodies);
+    }
 }
 
 /// Credentials from a container-credentials endpoint (EKS Pod Identity)

@@ -437,3 +437,60 @@ fn a_request_still_arriving_at_sigterm_is_answered_before_the_exit() {
     assert_eq!(status.code(), Some(0));
     assert!(began.elapsed() < Duration::from_secs(2), "idle connections held the exit {:?}", began.elapsed());
 }
+
+/// As Go's `Server.Shutdown`: a kept-alive connection with a request in
+/// flight at SIGTERM gets its answer, saying `Connection: close`, then the
+/// connection ends, and the process exits once it has (it used to answer
+/// keep-alive and leave the client to find the connection cut by the exit).
+#[test]
+fn a_kept_alive_connection_gets_its_answer_with_close_then_eof_at_the_drain() {
+    use std::io::{BufRead, BufReader, Read};
+    let hang = HangServer::start();
+    let mut daemon = hanging_daemon(&hang, "2s", &["--no-stats", "--close-after=20s", "--kill-after=30s"]);
+    let stream = std::net::TcpStream::connect(daemon.addr()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut conn = BufReader::new(stream);
+    let answer = |conn: &mut BufReader<std::net::TcpStream>, path: &str| -> (String, Vec<String>) {
+        conn.get_mut()
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: kubernary\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut status = String::new();
+        conn.read_line(&mut status).unwrap();
+        let (mut headers, mut length) = (Vec::new(), 0);
+        loop {
+            let mut line = String::new();
+            conn.read_line(&mut line).unwrap();
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            headers.push(line);
+        }
+        conn.read_exact(&mut vec![0; length]).unwrap();
+        (status, headers)
+    };
+    let (status, headers) = answer(&mut conn, "/livez");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(!headers.contains(&"connection: close".to_string()), "{headers:?}");
+    // A /health that waits for the hung check, in flight at SIGTERM.
+    let signaller = {
+        let pid = daemon.pid();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(500));
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        })
+    };
+    let began = Instant::now();
+    let (status, headers) = answer(&mut conn, "/health");
+    signaller.join().unwrap();
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    assert!(headers.contains(&"connection: close".to_string()), "{headers:?}");
+    let mut rest = Vec::new();
+    assert_eq!(conn.read_to_end(&mut rest).map_err(|e| e.to_string()), Ok(0), "{rest:?}");
+    let status = daemon.wait_exit(Duration::from_secs(15)).expect("exit once the connection has ended");
+    assert_eq!(status.code(), Some(0));
+    assert!(began.elapsed() < Duration::from_secs(15), "took {:?}", began.elapsed());
+}

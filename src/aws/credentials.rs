@@ -59,6 +59,16 @@ pub struct AwsCredentials {
     pub expires: Option<String>,
 }
 
+impl AwsCredentials {
+    /// Where they came from and until when, for a debug run's trace; no key.
+    pub fn describe(&self) -> String {
+        match &self.expires {
+            Some(until) => format!("from {}, expiring {until}", self.source),
+            None => format!("from {}, no expiry given", self.source),
+        }
+    }
+}
+
 impl fmt::Debug for AwsCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AwsCredentials")

@@ -56,14 +56,17 @@ impl Check for Dns {
             return Err(Failure::timeout(attempt.timeout()).context(&what));
         }
         let mut addresses: Vec<IpAddr> = Vec::new();
-        let found =
-            resolved.map_err(|e| Failure::new(Reason::Dns, format!("{what}: {}", resolver_text(&e))))?;
+        let found = resolved.map_err(|e| {
+            attempt.trace("resolve", || format!("{}: {}", self.name, resolver_text(&e)));
+            Failure::new(Reason::Dns, format!("{what}: {}", resolver_text(&e)))
+        })?;
         for addr in found {
             if !addresses.contains(&addr.ip()) {
                 addresses.push(addr.ip());
             }
         }
         let list = addresses.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ");
+        attempt.trace("resolve", || format!("{} -> {list}", self.name));
         attempt.note("addresses", list.clone());
         if addresses.len() < self.min_addresses {
             let found = match addresses.len() {

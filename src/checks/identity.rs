@@ -294,6 +294,7 @@ impl Check for Identity {
             .timed("credentials", || credentials::resolve(&self.agent, &ProcessEnv, attempt))
             .map_err(|f| f.context(&what))?;
         attempt.note("credential_source", creds.source.as_str());
+        attempt.trace("credentials", || creds.describe());
 
         let headers = [("Host", self.endpoint.host.as_str()), ("Content-Type", FORM)];
         let signed = sigv4::sign(

@@ -155,6 +155,7 @@ impl Check for S3 {
             .timed("credentials", || credentials::resolve(&self.agent, &ProcessEnv, attempt))
             .map_err(|f| f.context(&what))?;
         attempt.note("credential_source", creds.source.as_str());
+        attempt.trace("credentials", || creds.describe());
         let bucket = self.bucket(&creds, attempt.remaining()?)?;
         // attohttpc's own connect timeout is 30 s and cannot be set through
         // rust-s3, so reach the endpoint (or the proxy attohttpc will use,

@@ -52,10 +52,15 @@ impl Tcp {
         }
         let mut addrs: Vec<SocketAddr> = resolved
             .map_err(|e| {
+                attempt.trace("resolve", || format!("{name}: {}", resolver_text(&e)));
                 Failure::new(Reason::Dns, format!("{what}: cannot resolve {name}: {}", resolver_text(&e)))
             })?
             .collect();
         addrs.dedup();
+        attempt.trace("resolve", || {
+            let list: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+            format!("{name} -> {}", list.join(", "))
+        });
         if addrs.is_empty() {
             return Err(Failure::new(Reason::Dns, format!("{what}: {name} resolves to no address")));
         }
@@ -76,10 +81,14 @@ impl Check for Tcp {
             let left = attempt.remaining().map_err(|f| f.context(&what))?;
             match attempt.timed("connect", || TcpStream::connect_timeout(addr, left)) {
                 Ok(_stream) => {
+                    attempt.trace("connect", || format!("connected to {addr}"));
                     attempt.note("address", addr.to_string());
                     return Ok(());
                 }
-                Err(e) => tried.push((*addr, e)),
+                Err(e) => {
+                    attempt.trace("connect", || format!("{addr} failed: {e}"));
+                    tried.push((*addr, e))
+                }
             }
         }
         Err(connect_failure(&what, &self.address, &tried, attempt))

@@ -6,7 +6,7 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,11 @@ pub struct ClientConnection {
     // connection is listed while it waits for a request.
     waiting_since: Instant,
     waiting: Option<(Arc<Waiting>, Weak<Connection>)>,
+    // Set when the connection must end after its current answer (a body
+    // that could not be read to its end).
+    end: Arc<AtomicBool>,
+    // The server's: set once it is shutting down.
+    closing: Arc<AtomicBool>,
 }
 
 /// kubernary: after an error answer on a connection whose client may still
@@ -89,6 +94,7 @@ impl ClientConnection {
         deadline: Arc<ReadDeadline>,
         requests_in_progress: Arc<AtomicUsize>,
         waiting: Option<(Arc<Waiting>, Weak<Connection>)>,
+        closing: Arc<AtomicBool>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -110,6 +116,8 @@ impl ClientConnection {
             requests_read: 0,
             waiting_since: Instant::now(),
             waiting,
+            end: Arc::new(AtomicBool::new(false)),
+            closing,
         }
     }
 
@@ -183,13 +191,18 @@ impl ClientConnection {
             self.deadline.set(idle.map(|t| Instant::now() + t));
         }
         self.requests_read += 1;
+        let mut swept = false;
         let id = self.waiting.as_ref().map(|(waiting, conn)| {
             let id = waiting.id();
-            waiting.enter(id, self.waiting_since, conn);
+            swept = !waiting.enter(id, self.waiting_since, conn);
             id
         });
         let mut first = [0u8];
         let got = loop {
+            // The shutdown has closed the waiting connections already.
+            if swept {
+                break Err(ReadError::Idle);
+            }
             match self.next_header_source.read(&mut first) {
                 Ok(0) => break Err(ReadError::Idle),
                 Ok(_) => break Ok(()),
@@ -280,7 +293,7 @@ impl ClientConnection {
         })?;
 
         // return the request
-        Ok(request.counted(self.in_progress.take()))
+        Ok(request.counted(self.in_progress.take()).ending(self.end.clone(), self.closing.clone()))
     }
 }
 
@@ -294,44 +307,42 @@ impl Iterator for ClientConnection {
 
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
+        // kubernary: or the previous answer ended the connection.
         if self.no_more_requests {
+            return None;
+        }
+        // (A new connection's first request is read and answered even so.)
+        let closing = self.requests_read > 0 && self.closing.load(Ordering::SeqCst);
+        if self.end.load(Ordering::Relaxed) || closing {
+            self.linger();
             return None;
         }
 
         loop {
             let rq = match self.read() {
+                // kubernary: the error answers go through `refuse`, which
+                // says `Connection: close` and lingers (upstream's said
+                // neither, and the close could reset the answer away).
                 Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
+                    self.refuse(400, HTTPVersion(1, 1), "Bad request\n");
                     return None; // we don't know where the next request would start,
                                  // se we have to close
                 }
 
                 Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
+                    self.refuse(400, ver, "Bad request\n");
                     return None; // we don't know where the next request would start,
                                  // se we have to close
                 }
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
                     // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
+                    self.refuse(408, HTTPVersion(1, 1), "Request timeout\n");
                     return None; // closing the connection
                 }
 
                 Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
+                    self.refuse(417, ver, "Expectation failed\n");
                     return None; // TODO: should be recoverable, but needs handling in case of body
                 }
 
@@ -418,6 +429,12 @@ impl ClientConnection {
         if writer.write_all(answer.as_bytes()).and_then(|()| writer.flush()).is_err() {
             return;
         }
+        drop(writer);
+        self.linger();
+    }
+
+    // kubernary: see `LINGER`.
+    fn linger(&mut self) {
         self.deadline.set(Some(Instant::now() + LINGER));
         let mut buf = [0u8; 4096];
         let mut read = 0;

@@ -408,6 +408,7 @@ impl Server {
                             deadline,
                             counters.requests.clone(),
                             handle.map(|handle| (counters.waiting.clone(), handle)),
+                            counters.closing.clone(),
                         )
                     })
                 };
@@ -500,13 +501,25 @@ impl Server {
         self.counters.requests.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// kubernary: from now on each connection ends after its current
+    /// answer, which says `Connection: close` (Go's `Server.Shutdown` does
+    /// the same); new connections are still accepted, and answered once.
+    pub fn start_closing(&self) {
+        self.counters.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// kubernary: stops accepting and closes the listening socket (as
-    /// dropping the server does), leaving the connections accepted so far
-    /// to be served. Further calls do nothing.
+    /// dropping the server does), and ends the connections as Go's
+    /// `Server.Shutdown` does: those waiting for a request are shut down,
+    /// the others end after their current answer (see `start_closing`).
+    /// Then wait for [`Server::num_connections`] to reach zero. Further
+    /// calls do nothing.
     pub fn stop_accepting(&self) {
         if self.close.swap(true, Relaxed) {
             return;
         }
+        self.start_closing();
+        self.counters.waiting.close_all();
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io::Error as IoError;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -130,6 +130,9 @@ pub(crate) struct Counters {
     pub(crate) connections: Arc<AtomicUsize>,
     pub(crate) requests: Arc<AtomicUsize>,
     pub(crate) waiting: Arc<Waiting>,
+    // Set by `Server::stop_accepting`: each connection ends after its
+    // current answer, which says `Connection: close` (Go's `Shutdown`).
+    pub(crate) closing: Arc<AtomicBool>,
 }
 
 /// A connection must have waited this long for a request before it may be
@@ -146,6 +149,8 @@ pub const RECLAIM_AFTER: Duration = Duration::from_millis(100);
 pub(crate) struct Waiting {
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, (Instant, Weak<Connection>)>>,
+    // Set (under the lock) by `close_all`: none is listed any more.
+    swept: AtomicBool,
 }
 
 impl Waiting {
@@ -153,8 +158,15 @@ impl Waiting {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn enter(&self, id: u64, since: Instant, conn: &Weak<Connection>) {
-        self.lock().insert(id, (since, conn.clone()));
+    /// False once `close_all` has run: the connection must end instead of
+    /// waiting.
+    pub(crate) fn enter(&self, id: u64, since: Instant, conn: &Weak<Connection>) -> bool {
+        let mut conns = self.lock();
+        if self.swept.load(Ordering::SeqCst) {
+            return false;
+        }
+        conns.insert(id, (since, conn.clone()));
+        true
     }
 
     pub(crate) fn leave(&self, id: u64) {
@@ -177,6 +189,18 @@ impl Waiting {
             if let Some(conn) = conn.upgrade() {
                 let _ = conn.shutdown(std::net::Shutdown::Both);
                 return true;
+            }
+        }
+    }
+
+    /// Shuts down every connection waiting for a request, for the
+    /// shutdown: a request whose first byte has come is answered first.
+    pub(crate) fn close_all(&self) {
+        let mut conns = self.lock();
+        self.swept.store(true, Ordering::SeqCst);
+        for (_, (_, conn)) in conns.drain() {
+            if let Some(conn) = conn.upgrade() {
+                let _ = conn.shutdown(std::net::Shutdown::Both);
             }
         }
     }

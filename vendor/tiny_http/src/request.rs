@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -78,6 +80,14 @@ pub struct Request {
     // kubernary: counts the request in progress until it is dropped, which
     // is after its answer is written (see `Server::requests_in_progress`).
     in_progress: Option<crate::limits::Counted>,
+
+    // kubernary: what of the body may still be read and dropped before the
+    // answer, so that the connection's next request starts where it should
+    // (`None`: not drained, as for an upgrade); and the connection's flag
+    // to end it after this answer when that cannot be done.
+    drain_limit: Option<u64>,
+    end_connection: Option<Arc<AtomicBool>>,
+    server_closing: Option<Arc<AtomicBool>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -261,6 +271,13 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
         in_progress: None,
+        drain_limit: if connection_upgrade {
+            None
+        } else {
+            Some(max_body_bytes.map_or(u64::MAX, |max| max as u64))
+        },
+        end_connection: None,
+        server_closing: None,
     })
 }
 
@@ -486,6 +503,24 @@ impl Request {
     where
         R: Read,
     {
+        // kubernary: a body the handler left unread is read and dropped
+        // first (upstream left a chunked one in the socket, to be parsed as
+        // the next request); when it cannot be (too large, too slow,
+        // malformed, or never sent as `100 Continue` was not), the answer
+        // says `Connection: close` and the connection ends after it.
+        let drained = self.drain_body();
+        let end = match &self.end_connection {
+            Some(end) => {
+                if !drained {
+                    end.store(true, Ordering::Relaxed);
+                }
+                end.load(Ordering::Relaxed)
+            }
+            None => !drained,
+        };
+        let closing = self.server_closing.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+        let response = if end || closing { response.with_connection_close() } else { response };
+
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
@@ -509,6 +544,32 @@ impl Request {
             ErrorKind::ConnectionReset => Ok(()),
             _ => Err(err),
         })
+    }
+
+    // kubernary: see `drain_limit`. True if the body is read to its end,
+    // within the cap and the body's deadline (the socket's).
+    fn drain_body(&mut self) -> bool {
+        let Some(limit) = self.drain_limit.take() else {
+            return true;
+        };
+        if self.must_send_continue {
+            return false;
+        }
+        let Some(reader) = self.data_reader.as_mut() else {
+            return true;
+        };
+        match io::copy(&mut reader.take(limit.saturating_add(1)), &mut io::sink()) {
+            Ok(n) => n <= limit,
+            Err(_) => false,
+        }
+    }
+
+    // kubernary: the connection's flag to end it after this answer.
+    // And the server's, set once it shuts down.
+    pub(crate) fn ending(mut self, end: Arc<AtomicBool>, closing: Arc<AtomicBool>) -> Self {
+        self.end_connection = Some(end);
+        self.server_closing = Some(closing);
+        self
     }
 
     // kubernary: see `in_progress`.

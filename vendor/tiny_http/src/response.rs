@@ -246,6 +246,16 @@ where
         self.chunked_threshold.unwrap_or(32768)
     }
 
+    /// kubernary: the answer says `Connection: close` (which `add_header`
+    /// refuses), as the connection ends after it.
+    pub(crate) fn with_connection_close(mut self) -> Self {
+        if !self.headers.iter().any(|h| h.field.equiv("Connection")) {
+            self.headers
+                .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
+        }
+        self
+    }
+
     /// Adds a header to the list.
     /// Does all the checks.
     pub fn add_header<H>(&mut self, header: H)

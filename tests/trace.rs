@@ -1,0 +1,128 @@
+//! `GET /health/<name>?debug=true`: a run now whose answer carries its
+//! trace, each step at its offset from the run's start, from the real
+//! daemon over loopback. (tests/secrets.rs checks that traces hide secrets.)
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{eventually, Daemon, TestCa, WebServer};
+
+/// A daemon running `checks` once at start (then hourly), the resolver kept
+/// off the network (see tests/kinds.rs), once that first run is done.
+fn start(checks: &str, envs: &[(&str, String)]) -> Daemon {
+    let mut all: Vec<(String, String)> =
+        vec![("KUBERNARY_CHECKS".into(), checks.into()), ("RES_OPTIONS".into(), "attempts:0".into())];
+    for name in checks.split(',').map(|c| c.split('=').next().unwrap()) {
+        all.push((format!("KUBERNARY_{}_INTERVAL", name.to_ascii_uppercase()), "1h".into()));
+    }
+    all.extend(envs.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let borrowed: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let d = Daemon::start(&["--no-stats"], &borrowed);
+    for name in checks.split(',').map(|c| c.split('=').next().unwrap()) {
+        let done = [format!("check {name} passed"), format!("check {name} failed")];
+        assert!(
+            eventually(Duration::from_secs(15), || d
+                .logs()
+                .iter()
+                .any(|l| done.iter().any(|s| l.contains(s)))),
+            "check {name} did not finish its first run"
+        );
+    }
+    d
+}
+
+/// The steps of `name`'s debug run, as (step, detail), checking that the
+/// offsets only grow.
+fn trace(d: &Daemon, name: &str) -> (Value, Vec<(String, String)>) {
+    // The run at start may still be letting go of its worker; a debug run
+    // joined with it would carry no trace, and says so.
+    let mut result = Value::Null;
+    assert!(eventually(Duration::from_secs(10), || {
+        result = d.json(&format!("/health/{name}?debug=true")).1[name].clone();
+        result.get("trace_note").is_none()
+    }));
+    let steps = result["trace"].as_array().unwrap_or_else(|| panic!("no trace: {result}"));
+    let mut last = 0.0;
+    for step in steps {
+        let at = step["at_ms"].as_f64().unwrap_or_else(|| panic!("no offset: {result}"));
+        assert!(at >= last, "offsets go back: {result}");
+        last = at;
+    }
+    let list = steps
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap().to_string(), s["detail"].as_str().unwrap().to_string()))
+        .collect();
+    (result, list)
+}
+
+#[test]
+fn an_http_check_traces_resolve_connect_request_status_and_body() {
+    let web = WebServer::start();
+    web.set("/ok", 200, "fine");
+    let url = format!("http://localhost:{}/ok", web.port());
+    let d = start("web=http", &[("KUBERNARY_WEB_URL", url.clone())]);
+
+    let (plain_status, plain) = d.json("/health/web");
+    assert_eq!(plain_status, 200, "{plain}");
+    assert!(plain["web"].get("trace").is_none(), "only a debug run is traced: {plain}");
+
+    let (result, steps) = trace(&d, "web");
+    assert_eq!(result["ok"], true, "{result}");
+    let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["request", "resolve", "connect", "status", "headers", "body", "note"], "{result}");
+    let detail = |step: &str| &steps.iter().find(|(s, _)| s == step).unwrap().1;
+    assert!(detail("resolve").starts_with("localhost -> "), "{result}");
+    let port = web.port();
+    let connect = detail("connect");
+    assert!(connect.starts_with("connected to ") && connect.contains(&format!(":{port}")), "{result}");
+    assert_eq!(detail("request"), &format!("GET {url}"), "{result}");
+    assert_eq!(detail("status"), "200 OK", "{result}");
+    assert!(detail("headers").to_ascii_lowercase().contains("content-length: 4"), "{result}");
+    assert!(detail("body").starts_with("4 bytes"), "{result}");
+    assert_eq!(detail("note"), "status_code: 200", "what the check noted is a step too: {result}");
+}
+
+#[test]
+fn an_https_check_traces_the_handshake_between_connect_and_status() {
+    let ca = TestCa::new();
+    let web = WebServer::start_tls(&ca);
+    web.set("/ok", 200, "fine");
+    let envs = [
+        ("KUBERNARY_SECURE_URL", format!("https://localhost:{}/ok", web.port())),
+        ("KUBERNARY_SECURE_CA_FILE", ca.ca_path().display().to_string()),
+    ];
+    let d = start("secure=http", &envs);
+    let (result, steps) = trace(&d, "secure");
+    assert_eq!(result["ok"], true, "{result}");
+    let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names[..5], ["request", "resolve", "connect", "tls", "status"], "{result}");
+    assert_eq!(steps[3].1, "handshake with localhost done", "{result}");
+}
+
+#[test]
+fn a_tcp_check_to_a_refusing_port_traces_the_failed_connect() {
+    let refused = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let d = start("gone=tcp", &[("KUBERNARY_GONE_ADDRESS", format!("localhost:{refused}"))]);
+    let (result, steps) = trace(&d, "gone");
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["reason"], "connect", "{result}");
+    assert_eq!(steps[0].0, "resolve", "{result}");
+    assert!(steps[0].1.contains(&format!("127.0.0.1:{refused}")), "{result}");
+    let failed = steps
+        .iter()
+        .find(|(step, detail)| {
+            step == "connect" && detail.starts_with(&format!("127.0.0.1:{refused} failed: "))
+        })
+        .unwrap_or_else(|| panic!("no failed connect to 127.0.0.1:{refused}: {result}"));
+    assert!(failed.1.to_ascii_lowercase().contains("refused"), "{result}");
+    assert!(!steps.iter().any(|(_, detail)| detail.starts_with("connected")), "{result}");
+    let (last, why) = steps.last().unwrap();
+    assert_eq!(last, "failed", "{result}");
+    assert_eq!(why, &format!("connect: {}", result["error"].as_str().unwrap()), "{result}");
+}
