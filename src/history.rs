@@ -179,12 +179,8 @@ impl History {
     }
 
     /// Adds `"history": [...]` (oldest first) to each check of a `/health`
-    /// body when the query asks for it with `history=true` (or `1`); the
-    /// other fields are left as they are.
-    pub fn annotate(&self, body: &mut Map<String, Value>, query: &str) {
-        if !wants_history(query) {
-            return;
-        }
+    /// body (`?history=true`); the other fields are left as they are.
+    pub fn annotate(&self, body: &mut Map<String, Value>) {
         for (name, value) in body.iter_mut() {
             if let Value::Object(fields) = value {
                 let samples = self.recent(name).samples.iter().map(Sample::json).collect();
@@ -209,14 +205,6 @@ impl Sink for Recorder {
     fn settled(&self, record: &Record) {
         GLOBAL.record(&record.check, Sample::of(record));
     }
-}
-
-fn wants_history(query: &str) -> bool {
-    query
-        .split('&')
-        .filter_map(|pair| pair.strip_prefix("history="))
-        .next_back()
-        .is_some_and(|v| matches!(v, "true" | "1" | "yes"))
 }
 
 #[cfg(test)]
@@ -268,14 +256,12 @@ mod tests {
     }
 
     #[test]
-    fn annotates_health_only_when_asked() {
+    fn annotates_health_with_the_history() {
         let h = History::new();
         h.record("a", Sample { at_ms: 0, micros: 12_345, reason: Some(Reason::Dns), slowest: Some((0, 99)) });
         let mut body = Map::new();
         body.insert("a".into(), json!({"ok": false, "error": "x"}));
-        h.annotate(&mut body, "cached=true");
-        assert!(body["a"].get("history").is_none());
-        h.annotate(&mut body, "cached=true&history=true");
+        h.annotate(&mut body);
         assert_eq!(
             body["a"],
             json!({"ok": false, "error": "x", "history": [

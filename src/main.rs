@@ -11,9 +11,9 @@ use kubernary::{logging, probe, tls};
 /// of the memory. glibc can turn its cache off only through
 /// `GLIBC_TUNABLES` read at exec, which meant re-executing the daemon.
 /// dlmalloc instead: one heap behind one lock, no per-thread caches. Release
-/// build, `wrk -t2 -c50 -d5s` on `/health`, two rounds each: peak RSS
-/// 8.9 MiB with glibc's malloc, 6.3 MiB with dlmalloc (as with glibc's cache
-/// off), at the same requests per second and CPU per request within noise.
+/// build, `wrk -t2 -c50 -d5s` on `/health`: peak RSS 9.7 MiB with glibc's
+/// malloc, 6.6 MiB with dlmalloc, for about 9 µs more CPU per answer (its
+/// one lock); figures in docs/reliability.md.
 /// C code (aws-lc, the resolver) still allocates through glibc.
 #[global_allocator]
 static HEAP: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;

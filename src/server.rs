@@ -194,14 +194,14 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     }
 }
 
-/// `cached=true` (or `1`) asks for the latest results; `cached=false`
-/// overrides `--cached-health`.
-fn wants_cached(query: &str, default: bool) -> bool {
-    query
-        .rsplit('&')
-        .filter_map(|pair| pair.strip_prefix("cached="))
-        .next()
-        .map_or(default, |v| matches!(v, "true" | "1" | "yes"))
+/// A switch in the query string (`?cached=false`, `?history=1`), spelled
+/// as a flag's value is: its last value, or `None` when it is absent or
+/// neither true nor false.
+fn query_switch(query: &str, key: &str) -> Option<bool> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == key)
+        .last()
+        .and_then(|(_, v)| crate::boolean::parse_bool(&v))
 }
 
 /// Works out the answer to one request and writes it, on the thread of the
@@ -240,9 +240,9 @@ fn answer(app: &App, route: Route<'_>, query: &str) -> Answer {
             };
             if app.shutdown.is_set() {
                 render::shutting_down(&entries)
-            } else if wants(query, "debug=") {
+            } else if query_switch(query, "debug") == Some(true) {
                 annotated(traced(app, entries), query)
-            } else if wants_cached(query, app.cached_health) {
+            } else if query_switch(query, "cached").unwrap_or(app.cached_health) {
                 annotated(render::cached(&entries), query)
             } else {
                 annotated(health(app, entries), query)
@@ -278,18 +278,12 @@ fn traced(app: &App, entries: Vec<Arc<Entry>>) -> render::Health {
     (status, body)
 }
 
-/// Whether the query turns `key` (`debug=`) on.
-fn wants(query: &str, key: &str) -> bool {
-    query
-        .rsplit('&')
-        .find_map(|pair| pair.strip_prefix(key))
-        .is_some_and(|v| matches!(v, "true" | "1" | "yes"))
-}
-
 /// A `/health` answer, with the history its query asks for.
 fn annotated(health: render::Health, query: &str) -> Answer {
     let (status, mut body) = health;
-    crate::history::global().annotate(&mut body, query);
+    if query_switch(query, "history") == Some(true) {
+        crate::history::global().annotate(&mut body);
+    }
     render::json_response(status, &Value::Object(body))
 }
 
@@ -322,11 +316,14 @@ mod tests {
     }
 
     #[test]
-    fn cached_query() {
-        assert!(wants_cached("cached=true", false));
-        assert!(wants_cached("a=1&cached=1", false));
-        assert!(!wants_cached("cached=false", true));
-        assert!(wants_cached("", true));
-        assert!(!wants_cached("", false));
+    fn query_switches() {
+        assert_eq!(query_switch("cached=true", "cached"), Some(true));
+        assert_eq!(query_switch("a=1&cached=1", "cached"), Some(true));
+        assert_eq!(query_switch("cached=false", "cached"), Some(false));
+        assert_eq!(query_switch("history=T&cached=f&history=0", "history"), Some(false));
+        assert_eq!(query_switch("debug=%74rue", "debug"), Some(true));
+        assert_eq!(query_switch("", "cached"), None);
+        assert_eq!(query_switch("cached=maybe", "cached"), None);
+        assert_eq!(query_switch("xcached=true", "cached"), None);
     }
 }
