@@ -26,6 +26,26 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new() -> TestCa {
+        TestCa::issue(
+            "localhost",
+            vec![
+                SanType::DnsName("localhost".try_into().expect("DNS name")),
+                SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            ],
+        )
+    }
+
+    /// A CA and a leaf for `names` (DNS names, wildcards allowed) instead of
+    /// localhost: for a server that stands in for a public one, such as
+    /// `s3.us-east-1.amazonaws.com` reached through a private hosts file.
+    pub fn for_names(names: &[&str]) -> TestCa {
+        let sans = names.iter().map(|n| SanType::DnsName((*n).try_into().expect("DNS name"))).collect();
+        TestCa::issue(names[0], sans)
+    }
+
+    /// A fresh CA, and a leaf it signed for `common_name` and `sans`.
+    fn issue(common_name: &str, sans: Vec<SanType>) -> TestCa {
         let ca_key = KeyPair::generate().expect("generate CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.distinguished_name.push(DnType::CommonName, "kubernary test CA");
@@ -36,12 +56,8 @@ impl TestCa {
 
         let leaf_key = KeyPair::generate().expect("generate leaf key");
         let mut leaf_params = CertificateParams::new(Vec::<String>::new()).expect("leaf params");
-        leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
-        leaf_params.subject_alt_names = vec![
-            SanType::DnsName("localhost".try_into().expect("DNS name")),
-            SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-        ];
+        leaf_params.distinguished_name.push(DnType::CommonName, common_name);
+        leaf_params.subject_alt_names = sans;
         leaf_params.is_ca = IsCa::ExplicitNoCa;
         leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -55,42 +71,6 @@ impl TestCa {
             ca_pem: ca_cert.pem(),
             cert_pem: leaf_cert.pem(),
             // PKCS#8 "PRIVATE KEY": both rclone (Go) and rustls read it.
-            key_pem: leaf_key.serialize_pem(),
-            ca_der: ca_cert.der().to_vec(),
-        };
-        std::fs::write(ca.ca_path(), &ca.ca_pem).expect("write ca.pem");
-        std::fs::write(ca.cert_path(), &ca.cert_pem).expect("write cert.pem");
-        std::fs::write(ca.key_path(), &ca.key_pem).expect("write key.pem");
-        ca
-    }
-
-    /// A CA and a leaf for `names` (DNS names, wildcards allowed) instead of
-    /// localhost: for a server that stands in for a public one, such as
-    /// `s3.us-east-1.amazonaws.com` reached through a private hosts file.
-    pub fn for_names(names: &[&str]) -> TestCa {
-        let ca_key = KeyPair::generate().expect("generate CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.distinguished_name.push(DnType::CommonName, "kubernary test CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
-        let leaf_key = KeyPair::generate().expect("generate leaf key");
-        let mut leaf_params = CertificateParams::new(Vec::<String>::new()).expect("leaf params");
-        leaf_params.distinguished_name.push(DnType::CommonName, names[0]);
-        leaf_params.subject_alt_names =
-            names.iter().map(|n| SanType::DnsName((*n).try_into().expect("DNS name"))).collect();
-        leaf_params.is_ca = IsCa::ExplicitNoCa;
-        leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_cert = leaf_params.signed_by(&leaf_key, &ca_cert, &ca_key).expect("sign leaf with CA");
-        let ca = TestCa {
-            dir: tempfile::Builder::new()
-                .prefix("kubernary-test-ca-")
-                .tempdir()
-                .expect("tempdir for test CA"),
-            ca_pem: ca_cert.pem(),
-            cert_pem: leaf_cert.pem(),
             key_pem: leaf_key.serialize_pem(),
             ca_der: ca_cert.der().to_vec(),
         };
