@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -17,23 +17,7 @@ use support::Daemon;
 /// One `GET /livez` on a kept-alive connection; the status, or why not.
 fn livez(conn: &mut BufReader<TcpStream>) -> Result<u16, String> {
     conn.get_mut().write_all(b"GET /livez HTTP/1.1\r\nHost: kubernary\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    conn.read_line(&mut line).map_err(|e| format!("no answer: {e}"))?;
-    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(format!("{line:?}"))?;
-    let mut length = 0;
-    loop {
-        line.clear();
-        conn.read_line(&mut line).map_err(|e| e.to_string())?;
-        match line.trim_end().split_once(':') {
-            Some((name, value)) if name.eq_ignore_ascii_case("content-length") => {
-                length = value.trim().parse().map_err(|_| format!("{line:?}"))?
-            }
-            Some(_) => {}
-            None => break,
-        }
-    }
-    conn.read_exact(&mut vec![0; length]).map_err(|e| e.to_string())?;
-    Ok(status)
+    support::read_response(conn, false).map(|answer| answer.status).map_err(|e| format!("no answer: {e}"))
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,31 +42,17 @@ fn connect(addr: SocketAddr) -> TcpStream {
 fn ask(conn: &mut BufReader<TcpStream>, path: &str) -> Result<u16, String> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: kubernary\r\n\r\n");
     conn.get_mut().write_all(request.as_bytes()).map_err(|e| format!("write: {e}"))?;
-    read_answer(conn).map(|(status, _)| status)
+    read_answer(conn).map(|a| a.status)
 }
 
-/// The next answer on a connection: its status and its header lines
-/// (lower-cased), its body read past.
-fn read_answer(conn: &mut BufReader<TcpStream>) -> Result<(u16, Vec<String>), String> {
-    let mut line = String::new();
-    conn.read_line(&mut line).map_err(|e| format!("no answer: {e}"))?;
-    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(format!("{line:?}"))?;
-    let mut length = 0;
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        conn.read_line(&mut line).map_err(|e| e.to_string())?;
-        match line.trim_end().split_once(':') {
-            Some((name, value)) if name.eq_ignore_ascii_case("content-length") => {
-                length = value.trim().parse().map_err(|_| format!("{line:?}"))?
-            }
-            Some(_) => {}
-            None => break,
-        }
-        headers.push(line.trim_end().to_ascii_lowercase());
-    }
-    conn.read_exact(&mut vec![0; length]).map_err(|e| e.to_string())?;
-    Ok((status, headers))
+/// The next answer on a kept-alive connection, its body read past.
+fn read_answer(conn: &mut BufReader<TcpStream>) -> Result<support::Response, String> {
+    support::read_response(conn, false).map_err(|e| format!("no answer: {e}"))
+}
+
+/// Whether an answer says `Connection: close`.
+fn closes(answer: &support::Response) -> bool {
+    answer.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
 }
 
 /// Everything the server sends until it closes (or 30 s pass).
@@ -355,12 +341,12 @@ fn an_unread_body_is_not_taken_for_the_next_request() {
         raw.extend_from_slice(body);
         raw.extend_from_slice(b"GET /livez HTTP/1.1\r\nHost: kubernary\r\n\r\n");
         conn.get_mut().write_all(&raw).unwrap();
-        let first = read_answer(&mut conn).map(|(status, _)| status);
+        let first = read_answer(&mut conn).map(|a| a.status);
         let second = read_answer(&mut conn);
         assert_eq!(first, Ok(405), "{framing}: the POST");
-        let (status, headers) = second.unwrap_or_else(|e| panic!("{framing}: the pipelined GET: {e}"));
-        assert_eq!(status, 200, "{framing}: the pipelined GET: {headers:?}");
-        assert!(!headers.iter().any(|h| h == "connection: close"), "{framing}: {headers:?}");
+        let answer = second.unwrap_or_else(|e| panic!("{framing}: the pipelined GET: {e}"));
+        assert_eq!(answer.status, 200, "{framing}: the pipelined GET: {:?}", answer.headers);
+        assert!(!closes(&answer), "{framing}: {:?}", answer.headers);
     }
 }
 
@@ -378,9 +364,9 @@ fn a_body_too_large_to_drain_ends_the_connection_after_the_answer() {
     }
     raw.extend_from_slice(b"0\r\n\r\nGET /livez HTTP/1.1\r\nHost: kubernary\r\n\r\n");
     conn.get_mut().write_all(&raw).unwrap();
-    let (status, headers) = read_answer(&mut conn).expect("an answer to the POST");
-    assert_eq!(status, 405);
-    assert!(headers.iter().any(|h| h == "connection: close"), "{headers:?}");
+    let answer = read_answer(&mut conn).expect("an answer to the POST");
+    assert_eq!(answer.status, 405);
+    assert!(closes(&answer), "{:?}", answer.headers);
     let mut rest = Vec::new();
     let _ = conn.read_to_end(&mut rest);
     assert!(!String::from_utf8_lossy(&rest).contains("HTTP/1.1"), "answered after the close: {rest:?}");
@@ -408,7 +394,7 @@ fn a_connection_whose_request_has_come_is_not_closed_for_room() {
         thread::sleep(Duration::from_millis(100));
         d.signal("CONT");
         for (i, conn) in kept.iter_mut().enumerate() {
-            let answer = read_answer(conn).map(|(status, _)| status);
+            let answer = read_answer(conn).map(|a| a.status);
             assert_eq!(answer, Ok(200), "round {round}: connection {i}'s request, in its socket, was cut");
         }
         drop(newcomer);

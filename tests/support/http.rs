@@ -57,7 +57,10 @@ pub fn send_raw(addr: SocketAddr, raw: &[u8], head_request: bool) -> io::Result<
     read_response(BufReader::new(stream), head_request)
 }
 
-fn read_response(mut r: impl BufRead, head_request: bool) -> io::Result<Response> {
+/// The next answer read from `r`: a connection's reader, so that a test can
+/// send several requests on one kept-alive connection and read each answer.
+/// `head_request` says the answer carries no body whatever its headers say.
+pub fn read_response(mut r: impl BufRead, head_request: bool) -> io::Result<Response> {
     let status_line = read_line(&mut r)?;
     if status_line.is_empty() {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a status line"));

@@ -30,7 +30,7 @@ mod web;
 pub use daemon::Daemon;
 pub use fake_http::{ContainerCredsServer, CredsMode, HangServer, RecordedRequest, TestCreds};
 pub use faulty::{Fault, FaultServer, Reply, Seen};
-pub use http::{request as http_request, send_raw as http_send_raw, Response, IO_TIMEOUT};
+pub use http::{read_response, request as http_request, send_raw as http_send_raw, Response, IO_TIMEOUT};
 pub use moto::{AwsKeys, MotoServer, MOTO_ACCOUNT, MOTO_DEFAULT_ARN};
 pub use s3::{rclone_path, S3Server};
 pub use statsd::StatsdReceiver;
