@@ -284,6 +284,11 @@ fn resolve(args: Args, set: &Switches, env: &dyn Fn(&str) -> Option<String>) -> 
     };
     let duration =
         |(text, source): (String, String)| duration::parse(&text).map_err(|e| format!("{source}: {e}"));
+    // A timeout of 0 would cut every connection at once.
+    let positive = |(text, source): (String, String)| match duration::parse(&text) {
+        Ok(d) if d.is_zero() => Err(format!("{source}: must be more than 0")),
+        other => other.map_err(|e| format!("{source}: {e}")),
+    };
 
     let no_stats = switch(args.no_stats, "KUBERNARY_NO_STATS")?;
     let debug = switch(args.debug, "KUBERNARY_DEBUG")?;
@@ -333,24 +338,18 @@ fn resolve(args: Args, set: &Switches, env: &dyn Fn(&str) -> Option<String>) -> 
             _ => Err(format!("{tag_source}: {t:?} is not key=value")),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let http_idle_timeout = duration(option(
+    let http_idle_timeout = positive(option(
         args.http_idle_timeout,
         "--http-idle-timeout",
         "KUBERNARY_HTTP_IDLE_TIMEOUT",
         "10s",
     ))?;
-    if http_idle_timeout.is_zero() {
-        return Err("--http-idle-timeout: must be more than 0".into());
-    }
-    let http_header_timeout = duration(option(
+    let http_header_timeout = positive(option(
         args.http_header_timeout,
         "--http-header-timeout",
         "KUBERNARY_HTTP_HEADER_TIMEOUT",
         "10s",
     ))?;
-    if http_header_timeout.is_zero() {
-        return Err("--http-header-timeout: must be more than 0".into());
-    }
     let (max_text, max_source) =
         option(args.max_connections, "--max-connections", "KUBERNARY_MAX_CONNECTIONS", "128");
     let max_connections = max_text
@@ -542,6 +541,13 @@ mod tests {
         assert!(e.starts_with("--debug: expected true or false"), "{e}");
         let e = error(&["s:1"], &[("KUBERNARY_CACHED_HEALTH", "sure")]);
         assert!(e.starts_with("KUBERNARY_CACHED_HEALTH: expected true or false"), "{e}");
+        // A timeout of 0 is refused, named where it came from.
+        assert_eq!(
+            error(&["--http-idle-timeout=0s", "s:1"], &[]),
+            "--http-idle-timeout: must be more than 0"
+        );
+        let e = error(&["s:1"], &[("KUBERNARY_HTTP_HEADER_TIMEOUT", "0s")]);
+        assert_eq!(e, "KUBERNARY_HTTP_HEADER_TIMEOUT: must be more than 0");
     }
 
     #[test]
