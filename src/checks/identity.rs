@@ -271,7 +271,8 @@ impl Check for Identity {
             &self.region,
             "sts",
             SystemTime::now(),
-        );
+        )
+        .map_err(|e| Failure::new(Reason::Internal, format!("{what}: {e}")))?;
         let mut request = self.agent.post(&self.endpoint.url);
         for (name, value) in headers {
             request = request.header(name, value);
