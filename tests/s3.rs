@@ -287,7 +287,7 @@ fn a_debug_run_traces_every_step_of_the_download_and_hides_the_signature() {
     let port = s3.addr().port();
     assert_eq!(detail("request"), format!("GET https://localhost:{port}/{BUCKET}/check"), "{result}");
     assert!(detail("connect").contains(&format!(":{port}")), "{result}");
-    assert_eq!(detail("tls"), "handshake with localhost done", "{result}");
+    assert!(detail("tls").contains("localhost"), "{result}");
     assert_eq!(detail("status"), "200 OK", "{result}");
     assert!(detail("headers").to_ascii_lowercase().contains("content-length: 2"), "{result}");
     assert!(detail("body").starts_with("2 bytes read"), "{result}");
