@@ -265,6 +265,38 @@ mod addressing_tests {
         assert_eq!(aws_endpoint("cn-north-1"), "https://s3.cn-north-1.amazonaws.com.cn");
     }
 
+    /// What goes to the agent is what rust-s3 signed: one `Host`, the one
+    /// in the signature, even where the URL parser drops a default port
+    /// (`:443`) that the signed `Host` keeps; every signed header is sent.
+    #[test]
+    fn the_request_carries_the_headers_rust_s3_signed() {
+        let check = s3(
+            &[("KUBERNARY_S3_BUCKET", "canary"), ("KUBERNARY_S3_ENDPOINT", "https://minio.example:443")],
+            &[],
+        )
+        .unwrap();
+        let creds = credentials::AwsCredentials {
+            access_key: "AKIDEXAMPLE".into(),
+            secret_key: "secret".into(),
+            session_token: Some("token".into()),
+            source: credentials::Source::Env,
+            expires: None,
+        };
+        let request = check.request(&check.bucket(&creds).unwrap()).unwrap();
+        assert_eq!(request.uri_ref().unwrap().to_string(), "https://minio.example/canary/check");
+        let headers = request.headers_ref().unwrap();
+        let hosts: Vec<_> = headers.get_all("host").iter().collect();
+        assert_eq!(hosts, ["minio.example:443"]);
+        let auth = headers.get("authorization").unwrap().to_str().unwrap();
+        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{auth}");
+        let signed = auth.split("SignedHeaders=").nth(1).unwrap().split(',').next().unwrap();
+        for name in signed.split(';') {
+            assert!(headers.contains_key(name), "{name} is signed but not sent");
+        }
+        assert!(signed.contains("host") && signed.contains("x-amz-security-token"), "{signed}");
+        assert_eq!(headers.get("x-amz-security-token").unwrap(), "token");
+    }
+
     #[test]
     fn path_style_and_endpoints_from_the_sdk_variables() {
         let forced =
