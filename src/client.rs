@@ -1,8 +1,9 @@
 //! The HTTP client that checks share: one ureq agent per trust set, built
 //! once, and the mapping of ureq's errors onto failure reasons.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Read;
+use std::time::SystemTime;
 
 use ureq::config::Config;
 use ureq::http::Uri;
@@ -11,6 +12,7 @@ use ureq::unversioned::transport::{
     ConnectProxyConnector, ConnectionDetails, Connector, NextTimeout, TcpConnector, Transport,
 };
 
+use crate::clock;
 use crate::contract::{Attempt, Failure, Reason, Stopwatch, Trace};
 use crate::tls::{Handshake, Roots, TlsConnector};
 
@@ -42,10 +44,16 @@ pub fn agent(roots: Roots, follow_redirects: bool) -> ureq::Agent {
     )
 }
 
-/// A debug run shows what its handshakes settled.
+/// A debug run shows what its handshakes settled; every run notes when the
+/// server's certificates run out.
 fn shaken(handshake: &Handshake) {
     traced("tls", || handshake.to_string());
+    EXPIRY.with(|e| e.set(handshake.earliest_expiry()));
 }
+
+/// The note of when the certificates of the run's last handshake expire,
+/// RFC 3339 (`tls_expires` in `/health`; a gauge in `/metrics`).
+pub const TLS_EXPIRES: &str = "tls_expires";
 
 /// Times a connector step as a phase of the run: only when it does the work
 /// (a step handed an already-made connection, or a plain-HTTP URL for the
@@ -87,6 +95,8 @@ thread_local! {
     static STOPWATCH: RefCell<Option<Stopwatch>> = const { RefCell::new(None) };
     /// The trace of that run, when it is a debug run.
     static TRACE: RefCell<Option<Trace>> = const { RefCell::new(None) };
+    /// What the exchange's handshake found the certificates' expiry to be.
+    static EXPIRY: Cell<Option<SystemTime>> = const { Cell::new(None) };
 }
 
 /// Records a step of the current exchange's run, if it is traced.
@@ -119,9 +129,13 @@ fn timed_call<T>(attempt: &Attempt, call: impl FnOnce() -> T) -> T {
     let outer = watch.start("first_byte");
     STOPWATCH.with(|w| *w.borrow_mut() = Some(watch.clone()));
     TRACE.with(|t| *t.borrow_mut() = attempt.tracer());
+    EXPIRY.with(|e| e.set(None));
     let out = call();
     STOPWATCH.with(|w| *w.borrow_mut() = None);
     TRACE.with(|t| *t.borrow_mut() = None);
+    if let Some(at) = EXPIRY.with(Cell::take) {
+        attempt.note(TLS_EXPIRES, clock::rfc3339(at));
+    }
     watch.finish(outer);
     out
 }

@@ -19,6 +19,7 @@
 use std::fmt;
 use std::io::{Read, Write};
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -115,6 +116,16 @@ fn roots(store: RootCertStore) -> Roots {
 pub struct Handshake<'a> {
     pub host: &'a str,
     pub connection: &'a ClientConnection,
+}
+
+impl Handshake<'_> {
+    /// When the first certificate of the chain the server presented
+    /// expires (as blackbox_exporter's `probe_ssl_earliest_cert_expiry`):
+    /// an intermediate can run out before the leaf.
+    pub fn earliest_expiry(&self) -> Option<SystemTime> {
+        let chain = self.connection.peer_certificates()?;
+        chain.iter().filter_map(|der| x509::summarize(der)).map(|cert| cert.not_after).min()
+    }
 }
 
 impl fmt::Display for Handshake<'_> {
