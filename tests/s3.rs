@@ -291,6 +291,9 @@ fn a_debug_run_traces_every_step_of_the_download_and_hides_the_signature() {
     assert_eq!(detail("status"), "200 OK", "{result}");
     assert!(detail("headers").to_ascii_lowercase().contains("content-length: 2"), "{result}");
     assert!(detail("body").starts_with("2 bytes read"), "{result}");
+    // The handshake is the shared client's, so the certificate's expiry is
+    // noted as for the other kinds.
+    assert!(result["tls_expires"].as_str().is_some_and(|at| at.starts_with("4096-")), "{result}");
     let phases = &result["phases_ms"];
     for phase in ["credentials", "resolve", "connect", "tls", "first_byte", "body"] {
         assert!(phases[phase].is_number(), "no {phase} phase: {result}");
