@@ -7,6 +7,10 @@
 //! be one (dots, capitals, underscores: then by path), or `ENDPOINT`,
 //! `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` by path; `PATH_STYLE` decides
 //! instead when set. Error answers are explained by `aws::errors`.
+//!
+//! rust-s3 addresses and signs the request; it is sent by the client every
+//! check shares ([`client::send`]), so its deadline, phases and debug trace
+//! are those of any HTTP exchange.
 
 use std::time::SystemTime;
 
@@ -36,7 +40,8 @@ pub struct S3 {
     /// The variables that set the bucket, key and region, for errors that
     /// say which to change.
     vars: [String; 3],
-    /// For the credential chain's HTTP sources; built once.
+    /// For the GetObject and the credential chain's HTTP sources; built
+    /// once, following no redirect.
     agent: ureq::Agent,
 }
 
