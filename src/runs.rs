@@ -469,9 +469,6 @@ fn execute(run: Arc<Run>) {
             Go(entry.timeout)
         );
     }
-    // Past its deadline (and maybe reported at it already): until it
-    // returns, a request for the check joins this run.
-    let overran = run.is_settled() || duration > entry.timeout;
     // A check that answers a moment late, after a waiter has already given
     // up, still gets the timeout it was reported with.
     let result = if duration > entry.timeout && result.is_ok() {
@@ -479,11 +476,14 @@ fn execute(run: Arc<Run>) {
     } else {
         result
     };
+    // Reported at its deadline (or about to be): until it returns, a
+    // request for the check joins this run, so say when it has.
+    let timed_out = run.is_settled() || result.as_ref().is_err_and(|f| f.reason == Reason::Timeout);
     // Free the entry and settle in one step: a request arriving the moment
     // the waiters are answered starts a fresh run rather than joining this
     // finished one, and no fresh run can conclude before this one.
     run.conclude(Outcome::new(result, attempt.notes(), duration), true);
-    if overran {
+    if timed_out {
         debug!(
             "check {}: the run that timed out returned after {}; the check is free",
             entry.name,

@@ -78,7 +78,8 @@ fn wait_startup_runs(d: &Daemon, names: &[&str]) {
             let returned = format!("check {name}: the run that timed out returned");
             assert!(
                 d.wait_for_log(&returned, Duration::from_secs(15)),
-                "{name}'s timed-out run never returned"
+                "{name}'s timed-out run never returned:\n{}",
+                d.logs().join("\n")
             );
         }
     }
