@@ -23,6 +23,8 @@
 //! - **single flight**: a daemon whose `http` check's backend answers in
 //!   10 ms; 100 clients connect, then send `/health` at the same moment;
 //!   how many requests the backend saw.
+//! - **history**: the status page's history filled (six checks, 60 results
+//!   each), its heap as the history accounts for it.
 //! - **versus blackbox**: once per run, after the above, kubernary with one
 //!   `tcp` check and Debian's `prometheus-blackbox-exporter` with its
 //!   `tcp_connect` module, both pointed at the same loopback listener of the
@@ -101,6 +103,7 @@ fn main() {
     for (name, bin) in &opts.bins {
         let size = std::fs::metadata(bin).map(|m| m.len() as f64).unwrap_or(f64::NAN);
         results.insert((name.as_str(), "size"), vec![size / MIB]);
+        results.insert((name.as_str(), "history_kib"), vec![history_kib()]);
         if blackbox.is_some() {
             let ratios = ratios(&results, name, "tcp_rps");
             results.insert((name.as_str(), "tcp_ratio"), ratios);
@@ -111,6 +114,25 @@ fn main() {
 
 /// Every figure's values, one per run, by (column, figure).
 type Results<'a> = BTreeMap<(&'a str, &'static str), Vec<f64>>;
+
+/// The status page's history when full: [`HISTORY_CHECKS`] checks of
+/// `CAPACITY` results each, as the history accounts for its heap
+/// (tests/status.rs holds that account to a counting allocator's). The same
+/// code in every binary, so measured here, once, rather than read off a
+/// daemon's RSS, where a few KiB drown in the page cache's noise.
+fn history_kib() -> f64 {
+    use kubernary::history::{History, Sample, CAPACITY};
+    let history = History::new();
+    for i in 0..2 * CAPACITY as u64 {
+        for check in HISTORY_CHECKS {
+            history.record(check, Sample { at_ms: i, micros: 1000, reason: None, slowest: None });
+        }
+    }
+    history.heap_bytes() as f64 / 1024.0
+}
+
+/// Six checks, one of each kind, with names of a usual length.
+const HISTORY_CHECKS: [&str; 6] = ["s3", "api-server", "web", "tcp-db", "resolve", "whoami"];
 
 /// `name`'s `key` over blackbox's, run by run: each run's two figures were
 /// measured next to each other, under the same load from the rest of the
@@ -556,6 +578,13 @@ const ROWS: &[Row] = &[
         unit: "MiB",
         decimals: 2,
         goal: Some(Goal::AtMost(6.0)),
+    },
+    Row {
+        key: "history_kib",
+        label: "status-page history, 6 checks × 60 results (heap)",
+        unit: "KiB",
+        decimals: 1,
+        goal: Some(Goal::AtMost(8.0)),
     },
     Row {
         key: "livez_ms",

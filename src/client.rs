@@ -1,20 +1,20 @@
 //! The HTTP client that checks share: one ureq agent per trust set, built
 //! once, and the mapping of ureq's errors onto failure reasons.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Read;
-use std::sync::Arc;
+use std::time::SystemTime;
 
 use ureq::config::Config;
 use ureq::http::Uri;
-use ureq::tls::{RootCerts, TlsConfig};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
-    ConnectProxyConnector, ConnectionDetails, Connector, NextTimeout, RustlsConnector, TcpConnector,
-    Transport,
+    ConnectProxyConnector, ConnectionDetails, Connector, NextTimeout, TcpConnector, Transport,
 };
 
+use crate::clock;
 use crate::contract::{Attempt, Failure, Reason, Stopwatch, Trace};
+use crate::tls::{Handshake, Roots, TlsConnector};
 
 /// The most of a body a check reads. Checks want a status and a few fields,
 /// never a download, so a large or endless body costs no more than this.
@@ -27,14 +27,9 @@ pub const BODY_LIMIT: u64 = 1024 * 1024;
 /// No connection is kept for the next run either: each run connects and
 /// shakes hands afresh, so a broken listener or certificate shows at once,
 /// and no run fails on a pooled connection the server has just closed.
-pub fn agent(roots: RootCerts, follow_redirects: bool) -> ureq::Agent {
-    let tls = TlsConfig::builder()
-        .root_certs(roots)
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .build();
+pub fn agent(roots: Roots, follow_redirects: bool) -> ureq::Agent {
     ureq::Agent::with_parts(
         ureq::Agent::config_builder()
-            .tls_config(tls)
             .http_status_as_error(false)
             .max_redirects(if follow_redirects { 10 } else { 0 })
             .max_redirects_will_error(false)
@@ -44,47 +39,21 @@ pub fn agent(roots: RootCerts, follow_redirects: bool) -> ureq::Agent {
             .build(),
         ().chain(ConnectProxyConnector::default())
             .chain(Timed("connect", TcpConnector::default()))
-            .chain(Timed("tls", AgentTls::default())),
+            .chain(Timed("tls", TlsConnector::new(roots, shaken))),
         InlineResolver::default(),
     )
 }
 
-/// ureq's TLS step, with the rustls config built once per agent.
-///
-/// ureq caches an agent's rustls config (the parsed root store and the rest)
-/// only for requests made with the agent's own config. Ours carry a config
-/// of their own, for their deadline ([`send`]), and for those ureq built
-/// the whole config again, every root certificate parsed, on every HTTPS
-/// request. Those configs differ from the agent's in timeouts only, never
-/// in TLS, so the TLS step is told it runs on the agent's config and uses
-/// the one it built first. (The same chain as ureq's default connector
-/// otherwise, less the SOCKS and missing-provider warnings we cannot hit.)
-#[derive(Debug, Default)]
-struct AgentTls(RustlsConnector);
-
-impl<In: Transport> Connector<In> for AgentTls {
-    type Out = <RustlsConnector as Connector<In>>::Out;
-
-    fn connect(
-        &self,
-        details: &ConnectionDetails,
-        chained: Option<In>,
-    ) -> Result<Option<Self::Out>, ureq::Error> {
-        let agent_level = ConnectionDetails {
-            uri: details.uri,
-            addrs: details.addrs.clone(),
-            config: details.config,
-            request_level: false,
-            resolver: details.resolver,
-            now: details.now,
-            timeout: details.timeout,
-            current_time: details.current_time.clone(),
-            run_connector: details.run_connector.clone(),
-            register_shutdown: details.register_shutdown.clone(),
-        };
-        self.0.connect(&agent_level, chained)
-    }
+/// A debug run shows what its handshakes settled; every run notes when the
+/// server's certificates run out.
+fn shaken(handshake: &Handshake) {
+    traced("tls", || handshake.to_string());
+    EXPIRY.with(|e| e.set(handshake.earliest_expiry()));
 }
+
+/// The note of when the certificates of the run's last handshake expire,
+/// RFC 3339 (`tls_expires` in `/health`; a gauge in `/metrics`).
+pub const TLS_EXPIRES: &str = "tls_expires";
 
 /// Times a connector step as a phase of the run: only when it does the work
 /// (a step handed an already-made connection, or a plain-HTTP URL for the
@@ -106,11 +75,12 @@ impl<In: Transport, C: Connector<In>> Connector<In> for Timed<C> {
         };
         if works {
             let out = step(self.0, || self.1.connect(details, chained));
-            traced(self.0, || match (&out, self.0) {
-                (Ok(_), "tls") => format!("handshake with {} done", details.uri.host().unwrap_or("?")),
-                (Ok(_), _) => format!("connected to {}", addresses(&details.addrs)),
-                (Err(e), _) => format!("{} failed: {e}", addresses(&details.addrs)),
-            });
+            // A handshake that worked is traced by the TLS step itself.
+            match (&out, self.0) {
+                (Ok(_), "tls") => {}
+                (Ok(_), _) => traced(self.0, || format!("connected to {}", addresses(&details.addrs))),
+                (Err(e), _) => traced(self.0, || format!("{} failed: {e}", addresses(&details.addrs))),
+            }
             out
         } else {
             self.1.connect(details, chained)
@@ -125,6 +95,8 @@ thread_local! {
     static STOPWATCH: RefCell<Option<Stopwatch>> = const { RefCell::new(None) };
     /// The trace of that run, when it is a debug run.
     static TRACE: RefCell<Option<Trace>> = const { RefCell::new(None) };
+    /// What the exchange's handshake found the certificates' expiry to be.
+    static EXPIRY: Cell<Option<SystemTime>> = const { Cell::new(None) };
 }
 
 /// Records a step of the current exchange's run, if it is traced.
@@ -157,9 +129,13 @@ fn timed_call<T>(attempt: &Attempt, call: impl FnOnce() -> T) -> T {
     let outer = watch.start("first_byte");
     STOPWATCH.with(|w| *w.borrow_mut() = Some(watch.clone()));
     TRACE.with(|t| *t.borrow_mut() = attempt.tracer());
+    EXPIRY.with(|e| e.set(None));
     let out = call();
     STOPWATCH.with(|w| *w.borrow_mut() = None);
     TRACE.with(|t| *t.borrow_mut() = None);
+    if let Some(at) = EXPIRY.with(Cell::take) {
+        attempt.note(TLS_EXPIRES, clock::rfc3339(at));
+    }
     watch.finish(outer);
     out
 }
@@ -289,8 +265,6 @@ pub fn classify(what: &str, err: ureq::Error, attempt: &Attempt) -> Failure {
         E::HostNotFound => Failure::new(Reason::Dns, format!("{what}: host not found")),
         E::ConnectionFailed => Failure::new(Reason::Connect, format!("{what}: connection failed")),
         E::Tls(text) => Failure::new(Reason::Tls, format!("{what}: TLS: {text}")),
-        E::Rustls(e) => Failure::new(Reason::Tls, format!("{what}: TLS: {e}")),
-        E::Pem(e) => Failure::new(Reason::Tls, format!("{what}: TLS: {e}")),
         E::BodyExceedsLimit(limit) => {
             Failure::new(Reason::Internal, format!("{what}: answer larger than {limit} bytes"))
         }

@@ -29,7 +29,7 @@
 //!          └→ cli → {boolean, logging}
 //! checks → {aws → client, client} → contract
 //! leaves:  contract → duration; record → {contract, verdict};
-//!          boolean, duration, verdict, clock, tls, schedstat
+//!          tls → x509 → clock; boolean, duration, verdict, schedstat
 //! ```
 //!
 //! Nothing below `runs` knows of runs, metrics or the server: a check kind,
@@ -63,6 +63,7 @@ pub mod shutdown;
 pub mod status;
 pub mod tls;
 pub mod verdict;
+pub mod x509;
 
 /// `0.1.0 (commit 1a2b3c4)`: the crate's version and the git commit it was
 /// built from (`unknown` when neither git nor `KUBERNARY_COMMIT` said; see
@@ -131,7 +132,8 @@ mod graph {
         ("duration", &[]),
         ("verdict", &[]),
         ("clock", &[]),
-        ("tls", &[]),
+        ("tls", &["x509"]),
+        ("x509", &["clock"]),
         ("record", &["contract", "duration", "verdict"]),
         ("prometheus", &[]),
         ("metrics", &["prometheus", "record"]),

@@ -79,6 +79,7 @@ impl Sink for Metrics {
             last_success: r.verdict.last_success,
             consecutive_failures: r.verdict.consecutive_failures,
             phases: phases(r),
+            tls_expires: tls_expires(r),
         });
     }
 }
@@ -90,6 +91,15 @@ fn phases(r: &Record) -> Vec<(&str, f64)> {
         return Vec::new();
     };
     phases.iter().filter_map(|(phase, ms)| Some((phase.as_str(), ms.as_f64()? / 1000.0))).collect()
+}
+
+/// The record's `tls_expires` note (`client::TLS_EXPIRES`), in Unix
+/// seconds.
+fn tls_expires(r: &Record) -> Option<f64> {
+    let (_, value) = r.notes.iter().find(|(k, _)| *k == "tls_expires")?;
+    let at =
+        time::OffsetDateTime::parse(value.as_str()?, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(at.unix_timestamp() as f64)
 }
 
 /// A cadence sink that queues lines for the sender thread.

@@ -29,6 +29,10 @@ struct Series {
     consecutive_failures: u32,
     /// The latest run's phases, in seconds.
     phases: Vec<(String, f64)>,
+    /// When the certificates of the latest handshake expire (Unix seconds):
+    /// kept through runs that fail before a handshake, so that an expiry
+    /// alert does not resolve because the server went away.
+    tls_expires: Option<f64>,
 }
 
 /// Per-check series, updated once per settled run.
@@ -48,6 +52,8 @@ pub struct Observation<'a> {
     pub consecutive_failures: u32,
     /// The run's phases (`connect`, ...) and their seconds.
     pub phases: Vec<(&'a str, f64)>,
+    /// When the run's handshake found the certificates expire, if it shook hands.
+    pub tls_expires: Option<f64>,
 }
 
 impl Registry {
@@ -80,6 +86,7 @@ impl Registry {
         s.last_success = o.last_success;
         s.consecutive_failures = o.consecutive_failures;
         s.phases = o.phases.iter().map(|(phase, secs)| (phase.to_string(), *secs)).collect();
+        s.tls_expires = o.tls_expires.or(s.tls_expires);
     }
 
     /// The whole exposition, process figures included.
@@ -201,6 +208,21 @@ impl Registry {
                     "kubernary_check_phase_seconds{{check=\"{}\",phase=\"{}\"}} {secs}",
                     esc(name),
                     esc(phase)
+                );
+            }
+        }
+        header(
+            w,
+            "kubernary_check_tls_expiry_timestamp_seconds",
+            "gauge",
+            "When the first certificate to expire of those the server presented in the check's latest TLS handshake expires (Unix time).",
+        );
+        for (name, s) in checks.iter() {
+            if let Some(at) = s.tls_expires {
+                let _ = writeln!(
+                    w,
+                    "kubernary_check_tls_expiry_timestamp_seconds{{check=\"{}\"}} {at}",
+                    esc(name)
                 );
             }
         }
@@ -351,6 +373,7 @@ mod tests {
                 last_success: None,
                 consecutive_failures: 0,
                 phases: vec![("connect", 0.001)],
+                tls_expires: (ms == 30).then_some(1.9e9),
             });
         }
         let text = r.render();
@@ -374,6 +397,10 @@ mod tests {
         assert!(
             text.contains("kubernary_check_phase_seconds{check=\"c\",phase=\"connect\"} 0.001\n"),
             "{text}"
+        );
+        assert!(
+            text.contains("kubernary_check_tls_expiry_timestamp_seconds{check=\"c\"} 1900000000\n"),
+            "the expiry of the last handshake, kept through runs without one: {text}"
         );
     }
 }

@@ -681,12 +681,20 @@ fn live_scrape() -> Vec<(String, f64, String)> {
     let up = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || listener.incoming().for_each(drop));
     let down = format!("127.0.0.1:{}", support::free_port());
+    // An HTTPS check, for the series of its handshake.
+    let ca = support::TestCa::new();
+    let web = support::WebServer::start_tls(&ca);
+    web.set("/ok", 200, "fine");
+    let secure = format!("https://localhost:{}/ok", web.port());
+    let ca_file = ca.ca_path().display().to_string();
     let daemon = Daemon::start(
         &["--no-stats"],
         &[
-            ("KUBERNARY_CHECKS", "up=tcp,down=tcp"),
+            ("KUBERNARY_CHECKS", "up=tcp,down=tcp,secure=http"),
             ("KUBERNARY_UP_ADDRESS", &up),
             ("KUBERNARY_DOWN_ADDRESS", &down),
+            ("KUBERNARY_SECURE_URL", &secure),
+            ("KUBERNARY_SECURE_CA_FILE", &ca_file),
         ],
     );
     // Each run counts: one of each is enough for every series to exist.

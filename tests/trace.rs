@@ -98,8 +98,43 @@ fn an_https_check_traces_the_handshake_between_connect_and_status() {
     let (result, steps) = trace(&d, "secure");
     assert_eq!(result["ok"], true, "{result}");
     let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(names[..5], ["request", "resolve", "connect", "tls", "status"], "{result}");
-    assert_eq!(steps[3].1, "handshake with localhost done", "{result}");
+    assert_eq!(names[..6], ["request", "resolve", "connect", "tls", "note", "status"], "{result}");
+    assert_eq!(steps[4].1, "tls_expires: \"4096-01-01T00:00:00Z\"", "{result}");
+    // What was negotiated, and the leaf the server presented (the test CA's
+    // leaf: rcgen's default expiry is 4096-01-01).
+    let tls = &steps[3].1;
+    assert!(tls.starts_with("TLSv1.3 TLS13_"), "{result}");
+    assert!(
+        tls.ends_with(
+            " with localhost; certificate CN=localhost, issued by CN=kubernary test CA, expires 4096-01-01T00:00:00Z"
+        ),
+        "{result}"
+    );
+}
+
+#[test]
+fn an_https_check_reports_when_the_certificates_expire_in_health_and_metrics() {
+    let ca = TestCa::new();
+    let web = WebServer::start_tls(&ca);
+    web.set("/ok", 200, "fine");
+    let plain = WebServer::start();
+    plain.set("/ok", 200, "fine");
+    let envs = [
+        ("KUBERNARY_SECURE_URL", format!("https://localhost:{}/ok", web.port())),
+        ("KUBERNARY_SECURE_CA_FILE", ca.ca_path().display().to_string()),
+        ("KUBERNARY_PLAIN_URL", format!("http://localhost:{}/ok", plain.port())),
+    ];
+    let d = start("secure=http,plain=http", &envs);
+    let (_, body) = d.json("/health");
+    // rcgen's certificates, leaf and CA, expire on 4096-01-01.
+    assert_eq!(body["secure"]["tls_expires"], "4096-01-01T00:00:00Z", "{body}");
+    assert!(body["plain"].get("tls_expires").is_none(), "no handshake, no expiry: {body}");
+    let metrics = d.get("/metrics").body;
+    assert!(
+        metrics.contains("\nkubernary_check_tls_expiry_timestamp_seconds{check=\"secure\"} 67090118400\n"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("kubernary_check_tls_expiry_timestamp_seconds{check=\"plain\"}"), "{metrics}");
 }
 
 #[test]
