@@ -197,7 +197,10 @@ impl Rig {
     fn health_timed(&self, wants: &[(&str, Want)]) -> Result<(u16, Value, Timing, Verdict), String> {
         let waits = || self.servers.iter().map(|(_, s)| s.cpu_wait()).collect::<Vec<_>>();
         let before = waits();
-        let (response, timing) = get_health(self.daemon.addr()).map_err(|e| format!("GET /health: {e}"))?;
+        let http_before = http_thread_waits(self.daemon.pid());
+        let (response, mut timing) =
+            get_health(self.daemon.addr()).map_err(|e| format!("GET /health: {e}"))?;
+        timing.http_threads_wait = most_waited(&http_before, &http_thread_waits(self.daemon.pid()));
         let after = waits();
         self.bodies.lock().unwrap().push(response.body.clone());
         let body = serde_json::from_str(&response.body)
@@ -259,6 +262,11 @@ struct Timing {
     stolen: Duration,
     /// The client's port, which the daemon's request log line names.
     port: u16,
+    /// The most any of kubernary's HTTP threads (`http-accept`,
+    /// `http-conn`) waited for a CPU during the exchange: an upper bound on
+    /// its handler's wait (which thread served this request the test cannot
+    /// tell), for attributing a late answer, never for excusing one.
+    http_threads_wait: Duration,
 }
 
 impl Timing {
@@ -277,8 +285,8 @@ impl std::fmt::Display for Timing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "connect {:?}, then the answer in {:?} (this thread waited {:?} for a CPU meanwhile, {:?} stolen from the machine's CPUs)",
-            self.connect, self.answer, self.client_wait, self.stolen
+            "connect {:?}, then the answer in {:?} (this thread waited {:?} for a CPU meanwhile, kubernary's HTTP threads at most {:?}, {:?} stolen from the machine's CPUs)",
+            self.connect, self.answer, self.client_wait, self.http_threads_wait, self.stolen
         )
     }
 }
@@ -306,8 +314,33 @@ fn get_health(addr: std::net::SocketAddr) -> std::io::Result<(support::Response,
         client_wait: since(waited, support::thread_cpu_wait()),
         stolen: since(stolen, steal()),
         port: stream.local_addr()?.port(),
+        http_threads_wait: Duration::ZERO,
     };
     Ok((response, timing))
+}
+
+/// How long each HTTP thread of the process `pid` has waited for a CPU so
+/// far (ns, schedstat), by thread id.
+fn http_thread_waits(pid: u32) -> BTreeMap<String, u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return BTreeMap::new() };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("http-")))
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            Some((
+                t.file_name().to_string_lossy().into_owned(),
+                stat.split_whitespace().nth(1)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The largest growth from `before` to `after`, by thread (a thread
+/// started meanwhile, all of its wait).
+fn most_waited(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Duration {
+    let grown = after.iter().map(|(tid, now)| now.saturating_sub(before.get(tid).copied().unwrap_or(0)));
+    Duration::from_nanos(grown.max().unwrap_or(0))
 }
 
 /// The machine's steal time so far (`/proc/stat`, all CPUs, USER_HZ ticks).
