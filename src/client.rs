@@ -140,10 +140,19 @@ fn timed_call<T>(attempt: &Attempt, call: impl FnOnce() -> T) -> T {
     out
 }
 
-/// A finished exchange: status and (bounded) body.
+/// A finished exchange: status, headers and (bounded) body.
 pub struct Reply {
     pub status: u16,
+    /// The answer's headers, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Reply {
+    /// The first value of header `name` (lower case), when it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
 }
 
 /// Runs a prepared request within what is left of the attempt, reading at
@@ -222,6 +231,13 @@ fn finish(
         attempt.trace("error", || format!("{}: {}", failure.reason, failure.message));
     })?;
     let status = response.status().as_u16();
+    // Some checks read a header of an error answer (S3's Date and
+    // x-amz-bucket-region); values that are not text are left out.
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+        .collect();
     attempt.trace("status", || {
         format!("{} {}", response.status().as_str(), response.status().canonical_reason().unwrap_or(""))
             .trim_end()
@@ -251,7 +267,7 @@ fn finish(
         .map_err(|e| Failure::io(what, &e, attempt))?;
     attempt.trace("body", || format!("{} bytes read (at most {BODY_LIMIT})", bytes.len()));
     let body = String::from_utf8_lossy(&bytes).into_owned();
-    Ok(Reply { status, body })
+    Ok(Reply { status, headers, body })
 }
 
 /// Maps a ureq error onto a reason, with `what` (the request, no secrets) as

@@ -1,6 +1,5 @@
 //! UTC calendar time from `SystemTime`, for the places that print it: RFC
-//! 3339 in `/health`, the logs and the status page, and SigV4's
-//! `x-amz-date`. The calendar is the `time` crate's (rust-s3 compiles it in
+//! 3339 in `/health`, the logs and the status page. The calendar is the `time` crate's (rust-s3 compiles it in
 //! anyway); this only keeps the two shapes we print in one place.
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -28,10 +28,6 @@ pub fn run(options: Options, env: &HashMap<String, String>) -> i32 {
             return EXIT_USAGE;
         }
     };
-    // rust-s3 retries a failed request after a 1 s sleep: a canary reports
-    // the first failure instead, within its timeout.
-    s3::set_retries(0);
-
     let http = match server::bind(&options.listen) {
         Ok(http) => http,
         Err(e) => {

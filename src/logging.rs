@@ -3,8 +3,8 @@
 //! event's fields, see [`json`]).
 //!
 //! `--debug` turns on debug lines from kubernary only. Other crates stay at
-//! warnings: at debug level attohttpc prints full request URLs, and a signed
-//! URL is a secret.
+//! warnings: what an HTTP library prints at debug level (request lines,
+//! headers) is not redacted as ours is, and a signature is a secret.
 //!
 //! What is logged, and at which level, is decided in [`events`]: the calls
 //! elsewhere name an event, and its fields travel as `log` key-values so the

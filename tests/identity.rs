@@ -81,6 +81,35 @@ fn long_term_keys_report_the_users_arn_and_pass_on_it() {
         lines.iter().any(|l| l.starts_with("kubernary.id.identity.duration:") && l.ends_with("|ms")),
         "{lines:?}"
     );
+
+    // A debug run traces the STS call as the http check's: through the
+    // shared client, the answer's status, headers and body included.
+    let mut traced = serde_json::Value::Null;
+    assert!(support::eventually(Duration::from_secs(10), || {
+        traced = daemon.json("/health/id?debug=true").1["id"].clone();
+        traced.get("trace_note").is_none()
+    }));
+    let steps: Vec<(String, String)> = traced["trace"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no trace: {traced}"))
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap().to_string(), s["detail"].as_str().unwrap().to_string()))
+        .collect();
+    let detail = |step: &str| {
+        steps
+            .iter()
+            .find(|(s, _)| s == step)
+            .map(|(_, d)| d.as_str())
+            .unwrap_or_else(|| panic!("no {step}: {traced}"))
+    };
+    assert_eq!(detail("request"), format!("POST {endpoint}/"), "{traced}");
+    assert!(detail("connect").starts_with("connected to "), "{traced}");
+    assert_eq!(detail("status"), "200 OK", "{traced}");
+    assert!(detail("body").ends_with(&format!("(at most {})", 1024 * 1024)), "{traced}");
+    for phase in ["credentials", "connect", "first_byte", "body"] {
+        assert!(traced["phases_ms"][phase].is_number(), "no {phase} phase: {traced}");
+    }
+    assert!(!traced.to_string().contains(&keys.secret_access_key), "the secret in a trace: {traced}");
 }
 
 #[test]

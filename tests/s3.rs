@@ -5,9 +5,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use support::{
-    aws, ContainerCredsServer, CredsMode, Daemon, HangServer, S3Server, StatsdReceiver, TestCa, TestCreds,
-    WebServer,
+    aws, eventually, ContainerCredsServer, CredsMode, Daemon, FullBacklog, HangServer, S3Server,
+    StatsdReceiver, TestCa, TestCreds, WebServer,
 };
 
 const BUCKET: &str = "canary";
@@ -215,6 +216,124 @@ fn a_backend_that_never_answers_times_out_at_the_deadline() {
     assert!(took < Duration::from_secs(3), "answered after {took:?}");
 }
 
+/// A connect that never completes (a black-holed endpoint) fails at the
+/// check's TIMEOUT as a timeout spent in `connect`, not at a client's own
+/// connect timeout of tens of seconds.
+#[test]
+fn a_black_holed_endpoint_times_out_at_the_deadline_in_connect() {
+    let backlog = FullBacklog::start();
+    let url = format!("http://{}", backlog.addr());
+    let daemon = Daemon::start(
+        &["--no-stats"],
+        &[
+            ("KUBERNARY_S3_BUCKET", BUCKET),
+            ("KUBERNARY_S3_ENDPOINT", &url),
+            ("KUBERNARY_S3_TIMEOUT", "1s"),
+            ("KUBERNARY_S3_INTERVAL", "1h"),
+            ("AWS_ACCESS_KEY_ID", "AKIAKUBERNARYTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ],
+    );
+    let began = Instant::now();
+    let (status, body) = daemon.json("/health/s3");
+    let took = began.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["s3"]["reason"], "timeout", "{body}");
+    assert!(body["s3"]["error"].as_str().unwrap().starts_with("timed out after 1s"), "{body}");
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    let phases = body["s3"]["phases_ms"].as_object().unwrap_or_else(|| panic!("no phases_ms: {body}"));
+    let slowest = phases.iter().max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()));
+    assert_eq!(slowest.map(|(name, _)| name.as_str()), Some("connect"), "{body}");
+    assert!(backlog.held() > 0);
+}
+
+/// `/health/s3?debug=true` tells the whole story of a download over HTTPS,
+/// as for an http check: credentials, the request line, resolve, connect,
+/// the handshake, status, the answer's headers and the body's size; and
+/// the run's phases are all there. Nothing of the signature or the keys
+/// shows.
+#[test]
+fn a_debug_run_traces_every_step_of_the_download_and_hides_the_signature() {
+    let ca = TestCa::new();
+    let s3 = S3Server::start_tls(&ca);
+    s3.put_object(BUCKET, "check", b"ok");
+    let endpoint = s3.endpoint();
+    let ca_path = ca.ca_path();
+    let mut env = s3_env(&s3, &endpoint);
+    env.extend([("SSL_CERT_FILE", ca_path.to_str().unwrap()), ("KUBERNARY_S3_INTERVAL", "1h")]);
+    let daemon = Daemon::start(&["--no-stats"], &env);
+    assert!(daemon.wait_for_log("check s3 passed", Duration::from_secs(15)), "the first run passes");
+    // The run at start may still be letting go of its worker: a debug run
+    // that joined it would carry no trace.
+    let mut result = Value::Null;
+    assert!(eventually(Duration::from_secs(10), || {
+        result = daemon.json("/health/s3?debug=true").1["s3"].clone();
+        result.get("trace_note").is_none()
+    }));
+    assert_eq!(result["ok"], true, "{result}");
+    let steps: Vec<(String, String)> = result["trace"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no trace: {result}"))
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap().to_string(), s["detail"].as_str().unwrap().to_string()))
+        .collect();
+    let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    let at =
+        |step: &str| names.iter().position(|s| *s == step).unwrap_or_else(|| panic!("no {step}: {result}"));
+    let order = ["credentials", "request", "resolve", "connect", "tls", "status", "headers", "body"];
+    let positions: Vec<usize> = order.iter().map(|s| at(s)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "steps out of order: {names:?}");
+    let detail = |step: &str| steps[at(step)].1.as_str();
+    let port = s3.addr().port();
+    assert_eq!(detail("request"), format!("GET https://localhost:{port}/{BUCKET}/check"), "{result}");
+    assert!(detail("connect").contains(&format!(":{port}")), "{result}");
+    assert!(detail("tls").contains("localhost"), "{result}");
+    assert_eq!(detail("status"), "200 OK", "{result}");
+    assert!(detail("headers").to_ascii_lowercase().contains("content-length: 2"), "{result}");
+    assert!(detail("body").starts_with("2 bytes read"), "{result}");
+    // The handshake is the shared client's, so the certificate's expiry is
+    // noted as for the other kinds.
+    assert!(result["tls_expires"].as_str().is_some_and(|at| at.starts_with("4096-")), "{result}");
+    let phases = &result["phases_ms"];
+    for phase in ["credentials", "resolve", "connect", "tls", "first_byte", "body"] {
+        assert!(phases[phase].is_number(), "no {phase} phase: {result}");
+    }
+    let text = result.to_string();
+    for secret in [s3.secret_key(), "Signature=", "Credential=", "AWS4-HMAC-SHA256"] {
+        assert!(!text.contains(secret), "{secret} in the trace: {result}");
+    }
+}
+
+/// The request is authenticated as the pod's SDKs do it: a SigV4
+/// `Authorization` header (a bucket policy can tell that from a presigned
+/// URL's query), over the `Host` it was signed with, sent once.
+#[test]
+fn the_request_is_signed_in_its_headers_over_the_host_it_goes_to() {
+    let server = WebServer::start();
+    server.set(OBJECT, 200, "ok\n");
+    let daemon = daemon_against(&server, &[]);
+    let (status, body) = daemon.json("/health/s3");
+    assert_eq!(status, 200, "{body}");
+    let requests = server.requests();
+    let request = requests.iter().find(|r| r.path == OBJECT).unwrap_or_else(|| panic!("{requests:?}"));
+    assert_eq!(request.method, "GET");
+    let auth = request.header("authorization").unwrap_or_else(|| panic!("unsigned: {request:?}"));
+    assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIAKUBERNARYTEST/"), "{auth}");
+    let signed = auth.split("SignedHeaders=").nth(1).and_then(|s| s.split(',').next()).unwrap();
+    let signed: Vec<&str> = signed.split(';').collect();
+    for name in ["host", "x-amz-content-sha256", "x-amz-date"] {
+        assert!(signed.contains(&name), "{name} not signed: {auth}");
+        assert!(request.header(name).is_some(), "{name} signed but not sent: {request:?}");
+    }
+    let hosts: Vec<&str> = request
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(hosts, [format!("127.0.0.1:{}", server.port())], "{request:?}");
+}
+
 #[test]
 fn a_large_object_passes_without_being_read_whole() {
     let s3 = S3Server::start();
@@ -271,18 +390,16 @@ fn a_bucket_in_another_region_says_which_and_what_to_set() {
             &[("x-amz-bucket-region", "eu-west-1")],
         ),
     );
-    // No Location: the SDKs, and kubernary, ask the bucket where it is.
-    server.route(
-        "/canary-bucket",
-        aws::s3_error(301, "PermanentRedirect", "", "", &[("x-amz-bucket-region", "eu-west-1")]),
-    );
     let daemon = daemon_against(&server, &[]);
     let (reason, error) = failure(&daemon);
     assert_eq!(reason, "config", "{error}");
     assert!(error.contains(want), "{error}");
-    assert!(error.contains("(301 Moved Permanently)"), "S3's own status stays searchable: {error}");
+    // Read whole, S3's own answer stays searchable: its code and message.
+    assert!(error.contains("(301 PermanentRedirect: The bucket you are attempting"), "{error}");
+    // The 301 itself says where the bucket is (no Location to follow, no
+    // second request to ask), and is read with its headers and body.
     let asked: Vec<String> = server.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
-    assert!(asked.contains(&"HEAD /canary-bucket".to_string()), "{asked:?}");
+    assert!(!asked.is_empty() && asked.iter().all(|a| a == "GET /canary-bucket/check"), "{asked:?}");
 
     // A request signed for the wrong region.
     server.route(

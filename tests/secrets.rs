@@ -167,7 +167,10 @@ fn env_keys_presigned_urls_passwords_and_bearer_tokens_never_show() {
     // The checks still say which request failed, without the secrets.
     assert!(exposed.bodies.contains("X-Amz-Signature=***"), "{}", exposed.bodies);
     assert!(exposed.bodies.contains("http://***@127.0.0.1"), "{}", exposed.bodies);
-    // The traces, hiding all that, still tell the story.
+    // The traces, hiding all that, still tell the story: the s3 check's
+    // too, through the exchange that sent its signature.
+    let get = format!(r#""detail":"GET {}/canary/check","step":"request""#, s3.base_url());
+    assert!(exposed.bodies.contains(&get), "no {get} in a trace:\n{}", exposed.bodies);
     for step in [r#""step":"credentials""#, r#""step":"request""#, r#""step":"status""#, r#""step":"failed""#]
     {
         assert!(exposed.bodies.contains(step), "no {step} in a trace:\n{}", exposed.bodies);

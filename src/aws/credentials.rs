@@ -394,24 +394,22 @@ fn from_container(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Resu
     json_credentials(&reply.body, &what, Source::Container).map(Answer::Found)
 }
 
+/// Whether the container credential token may go to `url`: over HTTPS to
+/// anyone, over plain HTTP only to the ECS and EKS container hosts or
+/// loopback. Read as the URL standard reads it (user info, `127.1`, case),
+/// not by splitting text.
 fn container_host_allowed(url: &str) -> bool {
-    if url.starts_with("https://") {
-        return true;
-    }
-    let Some(rest) = url.strip_prefix("http://") else { return false };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host.starts_with('[') {
-        host.split(']').next().unwrap_or("").trim_start_matches('[')
-    } else {
-        host.split(':').next().unwrap_or("")
-    };
-    match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => {
-            ip.is_loopback()
-                || ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"].iter().any(|a| a.parse() == Ok(ip))
-        }
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    const CONTAINER_HOSTS_V4: [Ipv4Addr; 2] =
+        [Ipv4Addr::new(169, 254, 170, 2), Ipv4Addr::new(169, 254, 170, 23)];
+    const CONTAINER_HOST_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23);
+    let Ok(parsed) = url::Url::parse(url) else { return false };
+    match (parsed.scheme(), parsed.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback() || CONTAINER_HOSTS_V4.contains(&ip),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback() || ip == CONTAINER_HOST_V6,
+        ("http", Some(url::Host::Domain(name))) => name == "localhost",
+        _ => false,
     }
 }
 
@@ -598,6 +596,9 @@ mod tests {
             "http://127.0.0.1:8080/c",
             "http://localhost/c",
             "https://creds.example.com/c",
+            "HTTP://LOCALHOST:9/c",
+            "http://127.1/c",
+            "http://[::1]:80/c",
         ] {
             assert!(container_host_allowed(ok), "{ok}");
         }
@@ -606,6 +607,10 @@ mod tests {
             "http://10.0.0.1/c",
             "ftp://127.0.0.1/c",
             "http://169.254.169.254/latest",
+            "http://127.0.0.1@creds.example.com/c",
+            "http://localhost.example.com/c",
+            "http://[fd00:ec2::24]/c",
+            "not a url",
         ] {
             assert!(!container_host_allowed(bad), "{bad}");
         }

@@ -7,9 +7,9 @@
 //! `authorization_header` all build `<date>/<region>/s3/aws4_request`), takes
 //! `http`/`url` types, and canonicalizes paths the S3 way (no normalization,
 //! no second encoding), which is wrong for every other service. Only its
-//! signing-key derivation would carry over. What is left is short and is
-//! checked against AWS's published test suite below, using `hmac`, `sha2` and
-//! `hex`, the crates rust-s3 already brings.
+//! signing-key derivation carries over, and is used ([`signing_key`]). What
+//! is left is short and is checked against AWS's published test suite below,
+//! using `hmac`, `sha2` and `hex`, the crates rust-s3 already brings.
 //!
 //! The steps are AWS's: a canonical request, a string to sign naming the
 //! credential scope, a signing key derived from the secret by a chain of
@@ -56,7 +56,7 @@ pub fn sign(
     region: &str,
     service: &str,
     at: SystemTime,
-) -> Signed {
+) -> Result<Signed, String> {
     let (date_time, date) = amz_date(at);
     let mut headers: Vec<(String, String)> = request
         .headers
@@ -98,7 +98,7 @@ pub fn sign(
         "{ALGORITHM}\n{date_time}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
-    let key = signing_key(&credentials.secret_key, &date, region, service);
+    let key = signing_key(&credentials.secret_key, at, region, service)?;
     let signature = hex::encode(hmac(&key, string_to_sign.as_bytes()));
     let authorization = format!(
         "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
@@ -109,17 +109,17 @@ pub fn sign(
         out.push(("X-Amz-Security-Token", token.clone()));
     }
     out.push(("Authorization", authorization));
-    Signed { headers: out, canonical_request, string_to_sign, signature }
+    Ok(Signed { headers: out, canonical_request, string_to_sign, signature })
 }
 
-/// The key for one day, region and service:
-/// HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request").
-pub fn signing_key(secret_key: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
-    let mut key = hmac(format!("AWS4{secret_key}").as_bytes(), date.as_bytes());
-    for part in [region, service, "aws4_request"] {
-        key = hmac(&key, part.as_bytes());
-    }
-    key
+/// The key for the (UTC) day of `at`, region and service:
+/// HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request"),
+/// as rust-s3 derives it for S3; only the service differs.
+pub fn signing_key(secret_key: &str, at: SystemTime, region: &str, service: &str) -> Result<Vec<u8>, String> {
+    // A custom region names itself as given; no endpoint is involved.
+    let region = s3::Region::Custom { region: region.to_string(), endpoint: String::new() };
+    s3::signing::signing_key(&::time::OffsetDateTime::from(at), secret_key, &region, service)
+        .map_err(|e| format!("deriving the SigV4 signing key: {e}"))
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
@@ -131,9 +131,9 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// `("20150830T123600Z", "20150830")`, in UTC.
 pub fn amz_date(at: SystemTime) -> (String, String) {
-    let t = crate::clock::utc(at);
-    let date = format!("{:04}{:02}{:02}", t.year, t.month, t.day);
-    let time = format!("{date}T{:02}{:02}{:02}Z", t.hour, t.minute, t.second);
+    let t = ::time::OffsetDateTime::from(at);
+    let date = format!("{:04}{:02}{:02}", t.year(), u8::from(t.month()), t.day());
+    let time = format!("{date}T{:02}{:02}{:02}Z", t.hour(), t.minute(), t.second());
     (time, date)
 }
 
@@ -260,6 +260,7 @@ mod tests {
             "service",
             suite_time(),
         )
+        .unwrap()
     }
 
     fn authorization(signed: &Signed) -> &str {
@@ -437,9 +438,24 @@ mod tests {
     #[test]
     fn the_signing_key_chain_depends_on_each_part() {
         let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-        let key = signing_key(secret, "20150830", "us-east-1", "sts");
-        assert_ne!(key, signing_key(secret, "20150830", "us-east-1", "service"));
-        assert_ne!(key, signing_key(secret, "20150830", "eu-west-1", "sts"));
-        assert_ne!(key, signing_key(secret, "20150831", "us-east-1", "sts"));
+        let key = |at, region, service| signing_key(secret, at, region, service).unwrap();
+        let day = suite_time();
+        let next_day = day + Duration::from_secs(86_400);
+        let sts = key(day, "us-east-1", "sts");
+        assert_ne!(sts, key(day, "us-east-1", "service"));
+        assert_ne!(sts, key(day, "eu-west-1", "sts"));
+        assert_ne!(sts, key(next_day, "us-east-1", "sts"));
+        // The day, not the time of day, is part of the key.
+        assert_eq!(sts, key(day + Duration::from_secs(3_600), "us-east-1", "sts"));
+    }
+
+    /// AWS's published example of the derivation ("Examples of how to
+    /// derive a signing key for Signature Version 4"): IAM in us-east-1 on
+    /// 2012-02-15.
+    #[test]
+    fn the_signing_key_is_awss_published_example() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_329_264_000);
+        let key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", at, "us-east-1", "iam").unwrap();
+        assert_eq!(hex::encode(key), "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d");
     }
 }

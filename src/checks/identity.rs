@@ -251,38 +251,6 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-/// STS's answer: status, `Date` (the server's clock, for a signature it
-/// says has expired) and the first [`client::BODY_LIMIT`] bytes of the body.
-struct Reply {
-    status: u16,
-    date: Option<String>,
-    body: String,
-}
-
-/// [`client::send_bytes`], keeping the `Date` header.
-fn send(
-    request: ureq::RequestBuilder<ureq::typestate::WithBody>,
-    what: &str,
-    attempt: &Attempt,
-) -> Result<Reply, Failure> {
-    use std::io::Read;
-    let left = attempt.remaining()?;
-    let response = request.config().timeout_global(Some(left)).build().send(BODY);
-    let mut response = response.map_err(|e| client::classify(what, e, attempt))?;
-    let status = response.status().as_u16();
-    let date = response.headers().get("date").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let mut bytes = Vec::new();
-    response
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .reader()
-        .take(client::BODY_LIMIT)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Failure::io(what, &e, attempt))?;
-    Ok(Reply { status, date, body: String::from_utf8_lossy(&bytes).into_owned() })
-}
-
 impl Check for Identity {
     fn verb(&self) -> &'static str {
         "identity"
@@ -303,7 +271,8 @@ impl Check for Identity {
             &self.region,
             "sts",
             SystemTime::now(),
-        );
+        )
+        .map_err(|e| Failure::new(Reason::Internal, format!("{what}: {e}")))?;
         let mut request = self.agent.post(&self.endpoint.url);
         for (name, value) in headers {
             request = request.header(name, value);
@@ -311,7 +280,7 @@ impl Check for Identity {
         for (name, value) in &signed.headers {
             request = request.header(*name, value);
         }
-        let reply = send(request, &what, attempt)?;
+        let reply = client::send_bytes(request, BODY, &what, attempt)?;
         if reply.status != 200 {
             let call = Call {
                 service: Service::Sts,
@@ -323,7 +292,7 @@ impl Check for Identity {
             };
             let answer = Answer {
                 status: reply.status,
-                date: reply.date.as_deref(),
+                date: reply.header("date"),
                 bucket_region: None,
                 body: &reply.body,
             };

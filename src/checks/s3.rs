@@ -7,10 +7,12 @@
 //! be one (dots, capitals, underscores: then by path), or `ENDPOINT`,
 //! `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` by path; `PATH_STYLE` decides
 //! instead when set. Error answers are explained by `aws::errors`.
+//!
+//! rust-s3 addresses and signs the request; it is sent by the client every
+//! check shares ([`client::send`]), so its deadline, phases and debug trace
+//! are those of any HTTP exchange.
 
-use std::io::Read;
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use s3::command::Command;
 use s3::creds::Credentials;
@@ -24,7 +26,7 @@ use crate::aws::errors::{self, Answer, Call, Object, Service};
 use crate::boolean::parse_bool;
 use crate::checks::Settings;
 use crate::client;
-use crate::contract::{is_tls_error, Attempt, Check, Failure, Reason};
+use crate::contract::{Attempt, Check, Failure, Reason};
 use crate::tls;
 
 pub struct S3 {
@@ -38,7 +40,8 @@ pub struct S3 {
     /// The variables that set the bucket, key and region, for errors that
     /// say which to change.
     vars: [String; 3],
-    /// For the credential chain's HTTP sources; built once.
+    /// For the GetObject and the credential chain's HTTP sources; built
+    /// once, following no redirect.
     agent: ureq::Agent,
 }
 
@@ -105,7 +108,9 @@ impl S3 {
         format!("s3://{}/{}{from}", self.bucket, self.key)
     }
 
-    fn bucket(&self, creds: &credentials::AwsCredentials, timeout: Duration) -> Result<Box<Bucket>, Failure> {
+    /// rust-s3's bucket for these credentials: the addressing and the
+    /// signing are its, the sending ours.
+    fn bucket(&self, creds: &credentials::AwsCredentials) -> Result<Box<Bucket>, Failure> {
         let endpoint = self.endpoint.clone().unwrap_or_else(|| aws_endpoint(&self.region));
         let region = Region::Custom { region: self.region.clone(), endpoint };
         let credentials = Credentials::new(
@@ -116,12 +121,27 @@ impl S3 {
             None,
         )
         .map_err(|e| Failure::new(Reason::Internal, e.to_string()))?;
-        let mut bucket = Bucket::new(&self.bucket, region, credentials)
+        let bucket = Bucket::new(&self.bucket, region, credentials)
             .map_err(|e| Failure::new(Reason::Internal, format!("bucket {}: {e}", self.bucket)))?;
-        if self.path_style {
-            bucket = bucket.with_path_style();
+        Ok(if self.path_style { bucket.with_path_style() } else { bucket })
+    }
+
+    /// GetObject as rust-s3 builds and signs it (its URL and every header of
+    /// the signature, `Authorization` in the header as the pod's SDKs send
+    /// it, not a presigned URL), made ready for our agent.
+    fn request(
+        &self,
+        bucket: &Bucket,
+    ) -> Result<ureq::RequestBuilder<ureq::typestate::WithoutBody>, S3Error> {
+        let signed = AttoRequest::new(bucket, &self.key, Command::GetObject)?;
+        let url = signed.url()?;
+        let mut request = self.agent.get(url.as_str());
+        // `Host` goes as signed: ureq sends the one it is given instead of
+        // its own (which could differ in a port the URL parser dropped).
+        for (name, value) in signed.headers()?.iter() {
+            request = request.header(name, value);
         }
-        bucket.with_request_timeout(timeout).map_err(|e| Failure::new(Reason::Internal, e.to_string()))
+        Ok(request)
     }
 }
 
@@ -156,22 +176,18 @@ impl Check for S3 {
             .map_err(|f| f.context(&what))?;
         attempt.note("credential_source", creds.source.as_str());
         attempt.trace("credentials", || creds.describe());
-        let bucket = self.bucket(&creds, attempt.remaining()?)?;
-        // attohttpc's own connect timeout is 30 s and cannot be set through
-        // rust-s3, so reach the endpoint (or the proxy attohttpc will use,
-        // from the environment) first within our deadline: a black-holed
-        // endpoint then fails on time, with the right reason.
-        let url = bucket.url();
-        let first_hop = url::Url::parse(&url)
-            .ok()
-            .and_then(|u| attohttpc::ProxySettings::from_env().for_url(&u).map(|p| p.to_string()))
-            .unwrap_or(url);
-        preflight(&first_hop, attempt).map_err(|f| f.context(&what))?;
-        let bucket = bucket
-            .with_request_timeout(attempt.remaining()?)
-            .map_err(|e| Failure::new(Reason::Internal, e.to_string()))?;
-        // rust-s3's request rather than get_object_to_writer, which keeps
-        // the answer's headers (Date, x-amz-bucket-region) to itself.
+        let bucket = self.bucket(&creds)?;
+        let request = self
+            .request(&bucket)
+            .map_err(|e| Failure::new(Reason::Internal, format!("{what}: signing the request: {e}")))?;
+        // No redirect is followed (S3's wrong-region 301 has no Location
+        // anyway): the answer itself says where the bucket is. A 2xx passes
+        // with at most client::BODY_LIMIT of the object read: a KEY that
+        // names a large object proves the same as a small one.
+        let reply = client::send(request, &what, attempt)?;
+        if (200..300).contains(&reply.status) {
+            return Ok(());
+        }
         let call = Call {
             service: Service::S3,
             what: &what,
@@ -185,145 +201,13 @@ impl Check for S3 {
                 key_var: &self.vars[1],
             }),
         };
-        let mut response = match AttoRequest::new(&bucket, &self.key, Command::GetObject)
-            .and_then(|request| request.response())
-        {
-            Ok(response) => response,
-            Err(e) if is_redirect_without_location(&e) => {
-                return Err(self.redirected(&call, &bucket.url(), attempt));
-            }
-            Err(e) => return Err(s3_error(&what, e, attempt)),
+        let answer = Answer {
+            status: reply.status,
+            date: reply.header("date"),
+            bucket_region: reply.header("x-amz-bucket-region"),
+            body: &reply.body,
         };
-        let status = response.status().as_u16();
-        let header =
-            |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let (date, bucket_region) = (header("date"), header("x-amz-bucket-region"));
-        // Streamed into a sink that keeps an error document's worth and
-        // stops after BODY_LIMIT: a KEY that names a large object proves the
-        // same as a small one, without buffering it.
-        let mut sink = Sink::default();
-        let copied = std::io::copy(&mut (&mut response as &mut dyn Read), &mut sink);
-        if (200..300).contains(&status) {
-            return match copied {
-                Ok(_) => Ok(()),
-                Err(e) if e.get_ref().is_some_and(|i| i.is::<Enough>()) => Ok(()),
-                Err(e) => Err(Failure::io(&format!("{what} failed"), &e, attempt)),
-            };
-        }
-        let body = String::from_utf8_lossy(&sink.head);
-        let answer =
-            Answer { status, date: date.as_deref(), bucket_region: bucket_region.as_deref(), body: &body };
         Err(errors::explain(&call, &answer, SystemTime::now()))
-    }
-}
-
-impl S3 {
-    /// S3 answers a request at the wrong region's endpoint with `301
-    /// PermanentRedirect` and no `Location`, which attohttpc (following
-    /// redirects, unconfigurably, inside rust-s3) turns into an error that
-    /// keeps neither headers nor body. HEAD of the bucket, as the SDKs find
-    /// a bucket's region, gets `x-amz-bucket-region` whatever the answer.
-    fn redirected(&self, call: &Call, bucket_url: &str, attempt: &Attempt) -> Failure {
-        let region = attempt.remaining().ok().and_then(|left| {
-            let response =
-                self.agent.head(bucket_url).config().timeout_global(Some(left)).build().call().ok()?;
-            let region = response.headers().get("x-amz-bucket-region")?.to_str().ok()?;
-            Some(region.to_string())
-        });
-        let answer = Answer { status: 301, date: None, bucket_region: region.as_deref(), body: "" };
-        errors::explain(call, &answer, SystemTime::now())
-    }
-}
-
-fn is_redirect_without_location(err: &S3Error) -> bool {
-    matches!(err, S3Error::Atto(e) if matches!(
-        e.kind(),
-        attohttpc::ErrorKind::InvalidResponse(attohttpc::InvalidResponseKind::LocationHeader)
-    ))
-}
-
-/// Where a download goes: the first 4 KiB are kept (an error document), the
-/// rest counted, and past [`client::BODY_LIMIT`] the download is stopped.
-#[derive(Default)]
-struct Sink {
-    head: Vec<u8>,
-    total: u64,
-}
-
-/// The error that stops a download that has proved its point.
-#[derive(Debug)]
-struct Enough;
-
-impl std::fmt::Display for Enough {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("read enough of the object")
-    }
-}
-
-impl std::error::Error for Enough {}
-
-impl std::io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let keep = buf.len().min(4096 - self.head.len().min(4096));
-        self.head.extend_from_slice(&buf[..keep]);
-        self.total += buf.len() as u64;
-        if self.total > client::BODY_LIMIT {
-            return Err(std::io::Error::other(Enough));
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Opens and closes one TCP connection to the URL's host within the
-/// attempt's deadline.
-fn preflight(url: &str, attempt: &Attempt) -> Result<(), Failure> {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let host_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !authority.ends_with(']')
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:{}", if scheme == "http" { 80 } else { 443 })
-    };
-    let addrs: Vec<_> = attempt
-        .timed("resolve", || host_port.to_socket_addrs())
-        .map_err(|e| Failure::io(&format!("resolving {authority}"), &e, attempt))?
-        .collect();
-    let mut last = None;
-    for addr in addrs {
-        let left = attempt.remaining()?;
-        match attempt.timed("connect", || TcpStream::connect_timeout(&addr, left)) {
-            Ok(_) => return Ok(()),
-            Err(e) => last = Some(Failure::io(&format!("connecting to {authority} ({addr})"), &e, attempt)),
-        }
-    }
-    Err(last.unwrap_or_else(|| Failure::new(Reason::Dns, format!("{authority} resolves to no address"))))
-}
-
-fn s3_error(what: &str, err: S3Error, attempt: &Attempt) -> Failure {
-    match err {
-        S3Error::Atto(e) => match e.into_kind() {
-            attohttpc::ErrorKind::Io(io) if is_tls_error(&io) => {
-                Failure::new(Reason::Tls, format!("{what} failed: TLS: {io}"))
-            }
-            attohttpc::ErrorKind::Io(io) => Failure::io(&format!("{what} failed"), &io, attempt),
-            attohttpc::ErrorKind::Tls(e) => Failure::new(Reason::Tls, format!("{what} failed: TLS: {e}")),
-            other => {
-                let text = attohttpc::Error::from(other).to_string();
-                if attempt.expired() {
-                    Failure::timeout(attempt.timeout())
-                } else {
-                    Failure::new(Reason::Connect, format!("{what} failed: {text}"))
-                }
-            }
-        },
-        S3Error::Io(io) => Failure::io(&format!("{what} failed"), &io, attempt),
-        other => Failure::new(Reason::Internal, format!("{what} failed: {other}")),
     }
 }
 
@@ -384,6 +268,38 @@ mod addressing_tests {
         assert!(!plain.path_style);
         assert_eq!(aws_endpoint("us-east-1"), "https://s3.us-east-1.amazonaws.com");
         assert_eq!(aws_endpoint("cn-north-1"), "https://s3.cn-north-1.amazonaws.com.cn");
+    }
+
+    /// What goes to the agent is what rust-s3 signed: one `Host`, the one
+    /// in the signature, even where the URL parser drops a default port
+    /// (`:443`) that the signed `Host` keeps; every signed header is sent.
+    #[test]
+    fn the_request_carries_the_headers_rust_s3_signed() {
+        let check = s3(
+            &[("KUBERNARY_S3_BUCKET", "canary"), ("KUBERNARY_S3_ENDPOINT", "https://minio.example:443")],
+            &[],
+        )
+        .unwrap();
+        let creds = credentials::AwsCredentials {
+            access_key: "AKIDEXAMPLE".into(),
+            secret_key: "secret".into(),
+            session_token: Some("token".into()),
+            source: credentials::Source::Env,
+            expires: None,
+        };
+        let request = check.request(&check.bucket(&creds).unwrap()).unwrap();
+        assert_eq!(request.uri_ref().unwrap().to_string(), "https://minio.example/canary/check");
+        let headers = request.headers_ref().unwrap();
+        let hosts: Vec<_> = headers.get_all("host").iter().collect();
+        assert_eq!(hosts, ["minio.example:443"]);
+        let auth = headers.get("authorization").unwrap().to_str().unwrap();
+        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{auth}");
+        let signed = auth.split("SignedHeaders=").nth(1).unwrap().split(',').next().unwrap();
+        for name in signed.split(';') {
+            assert!(headers.contains_key(name), "{name} is signed but not sent");
+        }
+        assert!(signed.contains("host") && signed.contains("x-amz-security-token"), "{signed}");
+        assert_eq!(headers.get("x-amz-security-token").unwrap(), "token");
     }
 
     #[test]
