@@ -469,6 +469,9 @@ fn execute(run: Arc<Run>) {
             Go(entry.timeout)
         );
     }
+    // Past its deadline (and maybe reported at it already): until it
+    // returns, a request for the check joins this run.
+    let overran = run.is_settled() || duration > entry.timeout;
     // A check that answers a moment late, after a waiter has already given
     // up, still gets the timeout it was reported with.
     let result = if duration > entry.timeout && result.is_ok() {
@@ -480,6 +483,13 @@ fn execute(run: Arc<Run>) {
     // the waiters are answered starts a fresh run rather than joining this
     // finished one, and no fresh run can conclude before this one.
     run.conclude(Outcome::new(result, attempt.notes(), duration), true);
+    if overran {
+        debug!(
+            "check {}: the run that timed out returned after {}; the check is free",
+            entry.name,
+            Go(round_ms(duration))
+        );
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use crate::cli::Options;
 use crate::duration::Go;
 use crate::metrics::Metrics;
 use crate::render::{self, header, text, Answer};
-use crate::runs::{Entry, Runner};
+use crate::runs::{Entry, Runner, Started};
 use crate::shutdown::Shutdown;
 
 /// Request line and headers: a probe or a scrape sends a few hundred bytes.
@@ -256,8 +256,24 @@ fn health(app: &App, entries: Vec<Arc<Entry>>) -> render::Health {
     // Start every run before waiting on any, so they run side by side and
     // the answer comes when the slowest is done or timed out.
     let runs: Vec<_> = entries.iter().map(|e| app.runner.start(e)).collect();
+    if log::log_enabled!(log::Level::Debug) {
+        debug!("/health waits on {}", waits(&entries, &runs));
+    }
     let results: Vec<_> = entries.into_iter().zip(runs).map(|(entry, run)| (entry, run.wait())).collect();
     render::outcomes(&results)
+}
+
+/// `s3 (joined its run started 1.2s ago), web (a new run)`: why an answer
+/// took as long as it did, for `--debug`.
+fn waits(entries: &[Arc<Entry>], runs: &[Started]) -> String {
+    let each = entries.iter().zip(runs).map(|(entry, started)| match started {
+        Started::New(_) => format!("{} (a new run)", entry.name),
+        Started::Joined { run, .. } => {
+            let ago = Duration::from_millis(run.started.elapsed().as_millis().try_into().unwrap_or(u64::MAX));
+            format!("{} (joined its run started {} ago)", entry.name, Go(ago))
+        }
+    });
+    each.collect::<Vec<_>>().join(", ")
 }
 
 /// `debug=true`: new runs that record their steps, each answered with its

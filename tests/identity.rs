@@ -294,7 +294,7 @@ fn a_backend_that_never_answers_times_out_at_the_deadline() {
     let hang = HangServer::start();
     let endpoint = hang.url();
     let daemon = Daemon::start(
-        &["--no-stats"],
+        &["--no-stats", "--debug"],
         &[
             ("KUBERNARY_CHECKS", "id=identity"),
             ("KUBERNARY_ID_ENDPOINT", &endpoint),
@@ -305,13 +305,16 @@ fn a_backend_that_never_answers_times_out_at_the_deadline() {
         ],
     );
     // The scheduler's first run starts with the daemon; a /health now would
-    // join it. Let it time out and its worker return first.
-    assert!(
-        daemon.wait_for_log("check id failed (timeout)", Duration::from_secs(10)),
-        "{:#?}",
-        daemon.logs()
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    // join it. Let it time out and its worker return first (--debug says
+    // when a timed-out run's worker lets go).
+    let returned = |runs: usize| {
+        let line = "check id: the run that timed out returned";
+        let done = support::eventually(Duration::from_secs(10), || {
+            daemon.logs().iter().filter(|l| l.contains(line)).count() >= runs
+        });
+        assert!(done, "run {runs}'s worker never returned: {:#?}", daemon.logs());
+    };
+    returned(1);
     for round in 0..2 {
         let started = Instant::now();
         let (status, body) = daemon.json("/health/id");
@@ -327,8 +330,8 @@ fn a_backend_that_never_answers_times_out_at_the_deadline() {
             "round {round}: answered after {took:?}"
         );
         assert!(hang.connections() > round, "the request never reached the backend");
-        // Let the worker return before the next run is asked for.
-        std::thread::sleep(Duration::from_millis(300));
+        // Its worker lets go before the next run is asked for.
+        returned(round + 2);
     }
 }
 

@@ -50,7 +50,12 @@ fn start(args: &[&str], checks: &str, envs: &[(String, String)]) -> Daemon {
     }
     all.extend(envs.iter().cloned());
     let borrowed: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Daemon::start(args, &borrowed)
+    // --debug: wait_startup_runs reads when a timed-out run lets go.
+    let mut args = args.to_vec();
+    if !args.contains(&"--debug") {
+        args.push("--debug");
+    }
+    Daemon::start(&args, &borrowed)
 }
 
 /// Waits until every check in `names` has logged the end of its run at
@@ -66,9 +71,17 @@ fn wait_startup_runs(d: &Daemon, names: &[&str]) {
                 .any(|l| l.contains(&passed) || l.contains(&failed))),
             "check {name} did not finish its first run"
         );
+        // A run reported at its deadline holds the check until its worker
+        // returns, and a /health meanwhile would join it; a run that ended
+        // by itself let go as it was reported.
+        if d.logs().iter().any(|l| l.contains(&format!("check {name} failed (timeout)"))) {
+            let returned = format!("check {name}: the run that timed out returned");
+            assert!(
+                d.wait_for_log(&returned, Duration::from_secs(15)),
+                "{name}'s timed-out run never returned"
+            );
+        }
     }
-    // The worker clears the run just after settling it.
-    std::thread::sleep(Duration::from_millis(200));
 }
 
 /// `/health/<name>`: the check's JSON object and how long the answer took.
@@ -524,9 +537,6 @@ fn timeouts_answer_at_the_deadline() {
     let d = start(&["--no-stats"], &list.join(","), &envs);
     let names: Vec<&str> = checks.iter().map(|c| c.0).collect();
     wait_startup_runs(&d, &names);
-    // The runs at start that timed out returned their workers at the
-    // deadline; give them a moment beyond it.
-    std::thread::sleep(Duration::from_millis(300));
     let status = Command::new("mkfifo").arg(&aliases).status().unwrap();
     assert!(status.success(), "mkfifo {}", aliases.display());
 

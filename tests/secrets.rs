@@ -44,7 +44,13 @@ fn expose(checks: &[(&str, &str)], env: &[(&str, String)]) -> (Daemon, Exposed) 
     all.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let borrowed: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let d = Daemon::start(&["--no-stats", "--debug"], &borrowed);
-    std::thread::sleep(Duration::from_millis(1200));
+    for (name, _) in checks {
+        let failed = format!("check {name} failed");
+        let thrice = support::eventually(Duration::from_secs(20), || {
+            d.logs().iter().filter(|l| l.contains(&failed)).count() >= 3
+        });
+        assert!(thrice, "{name} did not fail three scheduled runs:\n{}", d.logs().join("\n"));
+    }
     let mut bodies = Vec::new();
     let (status, body) = d.json("/health");
     assert_eq!(status, 503, "every check is meant to fail: {body}");
@@ -63,7 +69,8 @@ fn expose(checks: &[(&str, &str)], env: &[(&str, String)]) -> (Daemon, Exposed) 
     }
     bodies.push(d.get("/health?cached=true").body);
     bodies.push(d.get("/metrics").body);
-    std::thread::sleep(Duration::from_millis(300));
+    // The last request's log line, written once its answer is sent.
+    assert!(d.wait_for_log("GET /metrics from", Duration::from_secs(10)), "{}", d.logs().join("\n"));
     let exposed = Exposed { logs: d.logs().join("\n"), bodies: bodies.join("\n") };
     (d, exposed)
 }

@@ -38,6 +38,10 @@ fn health_reason(addr: std::net::SocketAddr) -> Result<(u16, String), String> {
     Ok((response.status, body["s3"]["reason"].as_str().unwrap_or_default().to_string()))
 }
 
+/// What `--debug` logs once a `/health` has joined the s3 check's hung run:
+/// the request is in flight.
+const IN_FLIGHT: &str = "/health waits on s3 (joined its run";
+
 fn hanging_daemon(hang: &HangServer, timeout: &str, args: &[&str]) -> Daemon {
     let url = hang.url();
     Daemon::start(
@@ -82,10 +86,11 @@ fn quitquitquit_can_be_turned_off() {
 #[test]
 fn draining_answers_requests_in_flight_and_reports_shutting_down() {
     let hang = HangServer::start();
-    let mut daemon = hanging_daemon(&hang, "2s", &["--no-stats", "--close-after=10s", "--kill-after=20s"]);
+    let mut daemon =
+        hanging_daemon(&hang, "2s", &["-d", "--no-stats", "--close-after=10s", "--kill-after=20s"]);
     let addr = daemon.addr();
     let in_flight = thread::spawn(move || health_reason(addr));
-    thread::sleep(Duration::from_millis(300));
+    assert!(daemon.wait_for_log(IN_FLIGHT, Duration::from_secs(5)), "the /health never arrived");
     daemon.signal("TERM");
     assert!(daemon.wait_for_log("shutting down: SIGTERM", Duration::from_secs(5)));
     let (status, body) = daemon.json("/health");
@@ -105,10 +110,11 @@ fn draining_answers_requests_in_flight_and_reports_shutting_down() {
 #[test]
 fn sigterm_after_quitquitquit_lets_the_drain_finish() {
     let hang = HangServer::start();
-    let mut daemon = hanging_daemon(&hang, "2s", &["--no-stats", "--close-after=10s", "--kill-after=20s"]);
+    let mut daemon =
+        hanging_daemon(&hang, "2s", &["-d", "--no-stats", "--close-after=10s", "--kill-after=20s"]);
     let addr = daemon.addr();
     let in_flight = thread::spawn(move || health_reason(addr));
-    thread::sleep(Duration::from_millis(300));
+    assert!(daemon.wait_for_log(IN_FLIGHT, Duration::from_secs(5)), "the /health never arrived");
     assert_eq!(daemon.get("/quitquitquit").status, 200);
     daemon.signal("TERM");
     assert!(
@@ -134,10 +140,11 @@ fn a_hung_check_is_left_behind_at_its_timeout() {
 #[test]
 fn kill_after_bounds_the_exit_when_a_backend_never_answers() {
     let hang = HangServer::start();
-    let mut daemon = hanging_daemon(&hang, "60s", &["--no-stats", "--close-after=500ms", "--kill-after=1s"]);
+    let mut daemon =
+        hanging_daemon(&hang, "60s", &["-d", "--no-stats", "--close-after=500ms", "--kill-after=1s"]);
     let addr = daemon.addr();
     let _in_flight = thread::spawn(move || support::http_request(addr, "GET", "/health", &[], b""));
-    thread::sleep(Duration::from_millis(300));
+    assert!(daemon.wait_for_log(IN_FLIGHT, Duration::from_secs(5)), "the /health never arrived");
     let began = Instant::now();
     daemon.signal("TERM");
     let status = daemon.wait_exit(Duration::from_secs(20)).expect("kill-after must end the process");
@@ -446,14 +453,17 @@ fn a_request_still_arriving_at_sigterm_is_answered_before_the_exit() {
 fn a_kept_alive_connection_gets_its_answer_with_close_then_eof_at_the_drain() {
     use std::io::{BufRead, BufReader, Read};
     let hang = HangServer::start();
-    let mut daemon = hanging_daemon(&hang, "2s", &["--no-stats", "--close-after=20s", "--kill-after=30s"]);
+    let mut daemon =
+        hanging_daemon(&hang, "2s", &["-d", "--no-stats", "--close-after=20s", "--kill-after=30s"]);
     let stream = std::net::TcpStream::connect(daemon.addr()).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut conn = BufReader::new(stream);
-    let answer = |conn: &mut BufReader<std::net::TcpStream>, path: &str| -> (String, Vec<String>) {
+    let ask = |conn: &mut BufReader<std::net::TcpStream>, path: &str| {
         conn.get_mut()
             .write_all(format!("GET {path} HTTP/1.1\r\nHost: kubernary\r\n\r\n").as_bytes())
             .unwrap();
+    };
+    let answer = |conn: &mut BufReader<std::net::TcpStream>| -> (String, Vec<String>) {
         let mut status = String::new();
         conn.read_line(&mut status).unwrap();
         let (mut headers, mut length) = (Vec::new(), 0);
@@ -472,20 +482,16 @@ fn a_kept_alive_connection_gets_its_answer_with_close_then_eof_at_the_drain() {
         conn.read_exact(&mut vec![0; length]).unwrap();
         (status, headers)
     };
-    let (status, headers) = answer(&mut conn, "/livez");
+    ask(&mut conn, "/livez");
+    let (status, headers) = answer(&mut conn);
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert!(!headers.contains(&"connection: close".to_string()), "{headers:?}");
     // A /health that waits for the hung check, in flight at SIGTERM.
-    let signaller = {
-        let pid = daemon.pid();
-        thread::spawn(move || {
-            thread::sleep(Duration::from_millis(500));
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-        })
-    };
     let began = Instant::now();
-    let (status, headers) = answer(&mut conn, "/health");
-    signaller.join().unwrap();
+    ask(&mut conn, "/health");
+    assert!(daemon.wait_for_log(IN_FLIGHT, Duration::from_secs(5)), "the /health never arrived");
+    daemon.signal("TERM");
+    let (status, headers) = answer(&mut conn);
     assert!(status.starts_with("HTTP/1.1 503"), "{status}");
     assert!(headers.contains(&"connection: close".to_string()), "{headers:?}");
     let mut rest = Vec::new();
