@@ -187,33 +187,20 @@ impl Rig {
 
     /// `/health`: status, body and how long it took; the body is kept.
     fn health(&self) -> Result<(u16, Value, Duration), String> {
-        self.health_judged(&[]).map(|(status, body, took, _)| (status, body, took))
+        self.health_timed(&[]).map(|(status, body, timing, _)| (status, body, timing.took()))
     }
 
-    /// `/health` judged against `wants`, and how long it took less the time
-    /// this (client) thread itself waited for a CPU meanwhile: what the
-    /// daemon took, as near as the test can tell.
-    fn health_timed(
-        &self,
-        wants: &[(&str, Want)],
-    ) -> Result<(u16, Value, Duration, Duration, Verdict), String> {
-        let before = support::thread_cpu_wait();
-        let (status, body, took, verdict) = self.health_judged(wants)?;
-        let waited =
-            before.zip(support::thread_cpu_wait()).map_or(Duration::ZERO, |(b, a)| a.saturating_sub(b));
-        Ok((status, body, took, took.saturating_sub(waited), verdict))
-    }
-
-    /// `/health`, judged against `wants`. A backend is a thread of this test
-    /// process, and can be starved too: how long each one waited for a CPU
-    /// while the answer was made is part of the judgement.
-    fn health_judged(&self, wants: &[(&str, Want)]) -> Result<(u16, Value, Duration, Verdict), String> {
+    /// `/health`, judged against `wants`, and how long it took in parts.
+    /// A backend is a thread of this test process, and can be starved too:
+    /// how long each one waited for a CPU while the answer was made is part
+    /// of the judgement.
+    fn health_timed(&self, wants: &[(&str, Want)]) -> Result<(u16, Value, Timing, Verdict), String> {
         let waits = || self.servers.iter().map(|(_, s)| s.cpu_wait()).collect::<Vec<_>>();
         let before = waits();
-        let began = Instant::now();
-        let response =
-            self.daemon.try_request("GET", "/health", &[], b"").map_err(|e| format!("GET /health: {e}"))?;
-        let took = began.elapsed();
+        let http_before = http_thread_waits(self.daemon.pid());
+        let (response, mut timing) =
+            get_health(self.daemon.addr()).map_err(|e| format!("GET /health: {e}"))?;
+        timing.http_threads_wait = most_waited(&http_before, &http_thread_waits(self.daemon.pid()));
         let after = waits();
         self.bodies.lock().unwrap().push(response.body.clone());
         let body = serde_json::from_str(&response.body)
@@ -223,7 +210,15 @@ impl Rig {
             at.map_or(Duration::ZERO, |i| after[i].saturating_sub(before[i]))
         };
         let verdict = judge(&body, wants, backend_wait);
-        Ok((response.status, body, took, verdict))
+        Ok((response.status, body, timing, verdict))
+    }
+
+    /// The daemon's log line for the request from the client `port`, when
+    /// it logs requests (`--debug`): how long its handler took.
+    fn request_logged(&self, port: u16) -> Option<String> {
+        let from = format!(" from 127.0.0.1:{port}: ");
+        self.daemon.wait_for_log(&from, Duration::from_secs(1));
+        self.daemon.logs().into_iter().find(|l| l.contains(&from))
     }
 
     fn sample(&self) -> Sample {
@@ -248,6 +243,111 @@ impl Rig {
         }
         assert!(!logs.contains("panicked") && !logs.contains("] bug: "), "a panic in the log:\n{logs}");
     }
+}
+
+/// How long one `/health` took, in the parts this test can tell apart.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    /// The TCP connect to the daemon: the kernel's handshake with the
+    /// daemon's listener, before kubernary has seen the connection (a SYN
+    /// lost there costs the 1 s of its first retransmission).
+    connect: Duration,
+    /// From the connection made to the whole answer read.
+    answer: Duration,
+    /// How long this (client) thread waited for a CPU during `answer`.
+    client_wait: Duration,
+    /// Time the hypervisor took from this machine's CPUs during `answer`
+    /// (steal, all CPUs together, in 10 ms ticks): a stall no thread's
+    /// wait shows. Printed with a late answer, never subtracted.
+    stolen: Duration,
+    /// The client's port, which the daemon's request log line names.
+    port: u16,
+    /// The most any of kubernary's HTTP threads (`http-accept`,
+    /// `http-conn`) waited for a CPU during the exchange: an upper bound on
+    /// its handler's wait (which thread served this request the test cannot
+    /// tell), for attributing a late answer, never for excusing one.
+    http_threads_wait: Duration,
+}
+
+impl Timing {
+    fn took(&self) -> Duration {
+        self.connect + self.answer
+    }
+
+    /// What the daemon took, as near as the test can tell: from the
+    /// connection to the answer, less this thread's own wait for a CPU.
+    fn daemon(&self) -> Duration {
+        self.answer.saturating_sub(self.client_wait)
+    }
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connect {:?}, then the answer in {:?} (this thread waited {:?} for a CPU meanwhile, kubernary's HTTP threads at most {:?}, {:?} stolen from the machine's CPUs)",
+            self.connect, self.answer, self.client_wait, self.http_threads_wait, self.stolen
+        )
+    }
+}
+
+/// `GET /health` on a new connection, timed in parts (see [`Timing`]).
+fn get_health(addr: std::net::SocketAddr) -> std::io::Result<(support::Response, Timing)> {
+    let began = Instant::now();
+    let stream = std::net::TcpStream::connect_timeout(&addr, support::IO_TIMEOUT)?;
+    let connect = began.elapsed();
+    let (waited, stolen) = (support::thread_cpu_wait(), steal());
+    let connected = Instant::now();
+    stream.set_read_timeout(Some(support::IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(support::IO_TIMEOUT))?;
+    let request =
+        format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    (&stream).write_all(request.as_bytes())?;
+    let response = support::read_response(std::io::BufReader::new(&stream), false)?;
+    let answer = connected.elapsed();
+    let since = |before: Option<Duration>, now: Option<Duration>| {
+        before.zip(now).map_or(Duration::ZERO, |(b, a)| a.saturating_sub(b))
+    };
+    let timing = Timing {
+        connect,
+        answer,
+        client_wait: since(waited, support::thread_cpu_wait()),
+        stolen: since(stolen, steal()),
+        port: stream.local_addr()?.port(),
+        http_threads_wait: Duration::ZERO,
+    };
+    Ok((response, timing))
+}
+
+/// How long each HTTP thread of the process `pid` has waited for a CPU so
+/// far (ns, schedstat), by thread id.
+fn http_thread_waits(pid: u32) -> BTreeMap<String, u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return BTreeMap::new() };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("http-")))
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            Some((
+                t.file_name().to_string_lossy().into_owned(),
+                stat.split_whitespace().nth(1)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The largest growth from `before` to `after`, by thread (a thread
+/// started meanwhile, all of its wait).
+fn most_waited(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Duration {
+    let grown = after.iter().map(|(tid, now)| now.saturating_sub(before.get(tid).copied().unwrap_or(0)));
+    Duration::from_nanos(grown.max().unwrap_or(0))
+}
+
+/// The machine's steal time so far (`/proc/stat`, all CPUs, USER_HZ ticks).
+fn steal() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: u64 = stat.lines().next()?.split_whitespace().nth(8)?.parse().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// What a `/health` body says against what `wants` want, check by check.
@@ -295,13 +395,13 @@ fn judge(body: &Value, wants: &[(&str, Want)], backend_wait: impl Fn(&str) -> Du
 /// `/health` until it says what `wants` want, up to three times: a run
 /// that kubernary shows was starved past its TIMEOUT by other load gets two
 /// more chances. The answer that counted, and how many tries it took.
-fn health_until(rig: &Rig, wants: &[(&str, Want)]) -> (u16, Value, Duration, usize, Verdict) {
+fn health_until(rig: &Rig, wants: &[(&str, Want)]) -> (u16, Value, Timing, usize, Verdict) {
     let mut tries = 0;
     loop {
         tries += 1;
-        let (status, body, _, took, verdict) = rig.health_timed(wants).unwrap();
+        let (status, body, timing, verdict) = rig.health_timed(wants).unwrap();
         if verdict.clean() || !verdict.problems.is_empty() || tries == 3 {
-            return (status, body, took, tries, verdict);
+            return (status, body, timing, tries, verdict);
         }
         thread::sleep(TIMEOUT);
     }
@@ -333,7 +433,7 @@ fn all_pass() -> Vec<(&'static str, Want)> {
 fn fault_case(fault: Fault, plan: Plan) -> String {
     let rig = Rig::start(plan.verbose);
     let healthy = eventually(Duration::from_secs(10), || {
-        rig.health_judged(&all_pass()).is_ok_and(|(status, _, _, verdict)| status == 200 && verdict.clean())
+        rig.health_timed(&all_pass()).is_ok_and(|(status, _, _, verdict)| status == 200 && verdict.clean())
     });
     assert!(healthy, "the checks never passed against healthy backends: {:?}", rig.health());
     let idle = rig.sample();
@@ -344,9 +444,11 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
     // event): the /health below starts runs that meet the fault.
     thread::sleep(TIMEOUT + Duration::from_millis(200));
     let want = wants(&fault);
-    let (status, body, took, _, verdict) = health_until(&rig, &want);
+    let (status, body, timing, _, verdict) = health_until(&rig, &want);
+    // The daemon's part, as in the soak below.
+    let took = timing.daemon();
     assert_eq!(status, 503, "{}: {body}", fault.label());
-    assert!(took <= TIMEOUT + MARGIN, "{}: /health took {took:?}: {body}", fault.label());
+    assert!(took <= TIMEOUT + MARGIN, "{}: /health: {timing}: {body}", fault.label());
     assert!(verdict.problems.is_empty(), "{}: {:#?}", fault.label(), verdict.problems);
 
     // The soak: scheduled runs every 100ms, and probers.
@@ -356,7 +458,8 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
     let violations = Mutex::new(Vec::new());
     let starved = Mutex::new(Vec::new());
     let late = Mutex::new(Vec::new());
-    let client_starved = Mutex::new(Vec::new());
+    let not_daemon = Mutex::new(Vec::new());
+    let slowest_connect = Mutex::new(Vec::new());
     let answers = Mutex::new(Vec::new());
     let (mut max, mut mid) = (start, start);
     let mut names_at_max = rig.daemon.thread_names();
@@ -365,15 +468,31 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
             s.spawn(|| {
                 while !stop.load(Ordering::SeqCst) {
                     match rig.health_timed(&want) {
-                        Ok((_, body, took, daemon_took, verdict)) => {
-                            // Late only if the daemon was: time this test's
-                            // own thread spent waiting for a CPU is not its.
-                            if daemon_took > TIMEOUT + MARGIN {
-                                let _ = writeln!(std::io::stderr(), "late answer ({took:?}): {body}");
+                        Ok((_, body, timing, verdict)) => {
+                            // Held to TIMEOUT + MARGIN: the daemon's part.
+                            // The connect before it is the kernel's, and
+                            // this thread's own wait for a CPU is not the
+                            // daemon's: an answer late only by those is
+                            // counted apart, and printed. Seen once under
+                            // load: 1.61 s with a 40 µs connect, the
+                            // daemon's own line 1605 ms, every run it
+                            // reported settled 0.6 s before it was written
+                            // (its handler not run; docs/reliability.md).
+                            // That fails here: nothing proves it starved.
+                            let took = timing.took();
+                            if timing.daemon() > TIMEOUT + MARGIN {
+                                let logged = rig.request_logged(timing.port);
+                                let _ = writeln!(
+                                    std::io::stderr(),
+                                    "late answer ({timing}; the daemon logged {logged:?}): {body}"
+                                );
                                 late.lock().unwrap().push(took);
                             } else if took > TIMEOUT + MARGIN {
-                                client_starved.lock().unwrap().push(took);
+                                let _ =
+                                    writeln!(std::io::stderr(), "late, but not the daemon's part: {timing}");
+                                not_daemon.lock().unwrap().push(took);
                             }
+                            slowest_connect.lock().unwrap().push(timing.connect);
                             violations.lock().unwrap().extend(verdict.problems);
                             starved.lock().unwrap().extend(verdict.starved);
                             answers.lock().unwrap().push(took);
@@ -407,7 +526,8 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
     let mut answers = answers.into_inner().unwrap();
     let starved = starved.into_inner().unwrap();
     let late = late.into_inner().unwrap();
-    let client_starved = client_starved.into_inner().unwrap();
+    let not_daemon = not_daemon.into_inner().unwrap();
+    let slowest_connect = slowest_connect.into_inner().unwrap().into_iter().max().unwrap_or_default();
     assert!(
         late.len() * 1000 <= answers.len() * plan.late_per_mille,
         "{}: {} of {} answers came after TIMEOUT + {MARGIN:?}: {late:?}",
@@ -438,30 +558,13 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
     assert!(grew < 8 * 1024, "{}: RSS grew {grew} KiB in the second half of the soak", fault.label());
 
     // Healed: once the runs under the fault are past their deadline, the
-    // next one passes.
+    // next one passes. The fault server leaves nothing of the fault behind
+    // (held connections closed, a black hole's queue emptied: see
+    // `a_heal_leaves_nothing_queued`), so a timeout here is a failure unless
+    // kubernary shows the run starved, by the rule of the soak.
     rig.set(&Fault::Healthy);
     thread::sleep(TIMEOUT + Duration::from_millis(300));
-    // The claim here is recovery: nothing stays stuck once the backend
-    // heals. A run that began as the fault server switched can still time
-    // out (seen: a tcp connect whose SYN went unanswered for 1 s right at
-    // the switch, with no CPU wait on either side), so a timeout gets two
-    // more tries here, each printed; anything else, or a third, fails.
-    let mut heal_tries = 0;
-    let (status, verdict) = loop {
-        heal_tries += 1;
-        let (status, _, _, _, verdict) = rig.health_timed(&all_pass()).unwrap();
-        let only_timeouts = verdict.problems.iter().all(|p| p.contains("\"reason\":\"timeout\""));
-        if verdict.clean() || !only_timeouts || heal_tries == 3 {
-            break (status, verdict);
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "{}: after the heal, try {heal_tries}: {:#?}",
-            fault.label(),
-            verdict.problems
-        );
-        thread::sleep(TIMEOUT);
-    };
+    let (status, _, _, heal_tries, verdict) = health_until(&rig, &all_pass());
     assert!(
         verdict.problems.is_empty(),
         "{}: not passing after the heal: {:#?}",
@@ -489,7 +592,7 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
         .collect();
     let line = format!(
         "{}: /health in {} ms (TIMEOUT {TIMEOUT_TEXT}, MARGIN {} ms), reasons {reasons:?}; soak {} s: {runs} runs, {} answers (slowest {} ms, \
-         {} results starved, {} late, {} late only by this test's own wait for a CPU), threads {} idle, {} at soak start, {} max; fds {} -> {} max; RSS {} -> {} KiB ({} KiB max); \
+         {} results starved, {} late, {} late only by the connect or this test's own wait for a CPU; slowest connect {} ms), threads {} idle, {} at soak start, {} max; fds {} -> {} max; RSS {} -> {} KiB ({} KiB max); \
          after the heal, passing at the /health try {heal_tries}",
         fault.label(),
         took.as_millis(),
@@ -499,7 +602,8 @@ fn fault_case(fault: Fault, plan: Plan) -> String {
         slowest.as_millis(),
         starved.len(),
         late.len(),
-        client_starved.len(),
+        not_daemon.len(),
+        slowest_connect.as_millis(),
         idle.threads,
         start.threads,
         max.threads,
@@ -557,6 +661,24 @@ fn server_errors() {
 #[test]
 fn tls_handshake_with_a_plain_tcp_port() {
     fault_case(Fault::PlainText, CI);
+}
+
+/// A black hole is a full accept queue; the heal must leave it empty. The
+/// fillers left queued were accepted one thread each after the heal, which
+/// on a loaded machine took seconds (129 per server, five servers): a
+/// connect meanwhile found the queue still full and lost its SYN to the 1 s
+/// of its first retransmission, or waited behind the fillers for its TLS
+/// handshake, and the run after the heal timed out with no CPU wait on
+/// either side.
+#[test]
+fn a_heal_leaves_nothing_queued() {
+    let ca = TestCa::new();
+    let server = FaultServer::start_tls(&ca, Reply::ok());
+    server.set(Fault::Blackhole);
+    let full = server.queued().expect("the fault server listens");
+    assert!(full > 0, "the black hole queued nothing");
+    server.heal();
+    assert_eq!(server.queued(), Some(0), "still queued after the heal (of {full})");
 }
 
 /// `make soak`: every fault for KUBERNARY_SOAK_SECS (default 60) with 16

@@ -237,7 +237,7 @@ impl FaultServer {
     /// Switches to `fault` and returns once it is in force: the port
     /// refuses, or its accept queue is full, or new connections get the
     /// new behaviour. Connections held by an earlier `Hang` or stall are
-    /// closed.
+    /// closed, and those a `Blackhole` left queued are reset.
     pub fn set(&self, fault: Fault) {
         assert!(fault != Fault::PlainText || self.tls, "PlainText is a fault of a TLS server");
         let blackhole = fault == Fault::Blackhole;
@@ -307,6 +307,13 @@ impl FaultServer {
         Duration::from_nanos(accept + live + state.served_wait_ns.load(Ordering::SeqCst))
     }
 
+    /// Connections the kernel holds in this server's accept queue, not yet
+    /// accepted (the `Recv-Q` that `ss -ltn` shows for a listener, read from
+    /// `/proc/net/tcp`); `None` while nothing listens (`Refuse`).
+    pub fn queued(&self) -> Option<usize> {
+        listen_queue(self.addr)
+    }
+
     /// Connections held by `Hang` whose client has not closed them yet: a
     /// check's worker closes its socket when it gives up, so this falls to
     /// zero once every run that hung here has returned.
@@ -335,6 +342,7 @@ fn accept_loop(
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let mut listener = Some(listener);
+    let mut was = Fault::Healthy;
     while !state.stop.load(Ordering::SeqCst) {
         let generation = state.generation.load(Ordering::SeqCst);
         let fault = state.fault();
@@ -343,6 +351,12 @@ fn accept_loop(
         } else if listener.is_none() {
             listener = Some(rebind(addr));
         }
+        if was == Fault::Blackhole && fault != Fault::Blackhole {
+            if let Some(l) = &listener {
+                discard_queued(l);
+            }
+        }
+        was = fault.clone();
         {
             let mut applied = state.applied.lock().unwrap();
             if *applied < generation {
@@ -381,6 +395,37 @@ fn accept_loop(
             }
         });
     }
+}
+
+/// Empties the accept queue a black hole filled, before the next fault is
+/// in force. Accepted one thread each like any connection, the fillers took
+/// seconds to go on a loaded machine, and meanwhile the queue stayed full:
+/// the first connects after the heal lost their SYN (the 1 s of its first
+/// retransmission) or waited behind the fillers for their handshake. Each
+/// is reset, leaving no TIME_WAIT on the port for a later connect to meet.
+fn discard_queued(listener: &TcpListener) {
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    while let Ok((stream, _)) = listener.accept() {
+        set_linger_zero(&stream);
+    }
+    let _ = listener.set_nonblocking(false);
+}
+
+/// The accept queue of the listener on `addr` (an IPv4 loopback port): in
+/// `/proc/net/tcp` a listening socket (state `0A`) shows it as `rx_queue`.
+fn listen_queue(addr: SocketAddr) -> Option<usize> {
+    let local = format!(":{:04X}", addr.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local_addr, state, queues) = (fields.get(1)?, fields.get(3)?, fields.get(4)?);
+        if !local_addr.ends_with(&local) || *state != "0A" {
+            return None;
+        }
+        usize::from_str_radix(queues.split_once(':')?.1, 16).ok()
+    })
 }
 
 fn rebind(addr: SocketAddr) -> TcpListener {
