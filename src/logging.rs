@@ -21,7 +21,7 @@
 mod events;
 pub mod json;
 
-pub use events::{request, run, started};
+pub use events::{request, requests_logged, run, started};
 
 /// The log lines for each result (see [`run`]): failures and changes of
 /// state at the default level, passes at debug. The logger queues lines,

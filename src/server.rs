@@ -25,6 +25,7 @@ use crate::duration::Go;
 use crate::metrics::Metrics;
 use crate::render::{self, header, text, Answer};
 use crate::runs::{Entry, Runner, Started};
+use crate::schedstat::Mark;
 use crate::shutdown::Shutdown;
 
 /// Request line and headers: a probe or a scrape sends a few hundred bytes.
@@ -208,13 +209,15 @@ fn query_switch(query: &str, key: &str) -> Option<bool> {
 /// connection it came on.
 fn handle(request: Request, app: &App) {
     let started = Instant::now();
+    // Two reads of /proc per request: only when the request is logged.
+    let mark = if crate::logging::requests_logged() { Mark::here() } else { None };
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let route = route(request.method(), path);
     let quit = matches!(route, Route::Quit) && app.quitquitquit;
     let answer = catch_unwind(AssertUnwindSafe(|| answer(app, route, query)));
     let response = answer.unwrap_or_else(|_| text(500, "internal error\n"));
-    respond(request, started, response);
+    respond(request, started, mark, response);
     if quit {
         app.shutdown.trigger("/quitquitquit requested");
     }
@@ -303,8 +306,9 @@ fn annotated(health: render::Health, query: &str) -> Answer {
     render::json_response(status, &Value::Object(body))
 }
 
-/// Answers and logs one request: method, path, peer, status, duration.
-fn respond(request: Request, started: Instant, response: Answer) {
+/// Answers and logs one request: method, path, peer, status, duration, and
+/// how long its thread waited for a CPU since `mark`.
+fn respond(request: Request, started: Instant, mark: Option<Mark>, response: Answer) {
     let status = response.status_code().0;
     let method = request.method().clone();
     let url = request.url().to_string();
@@ -312,7 +316,8 @@ fn respond(request: Request, started: Instant, response: Answer) {
     // Say as little about ourselves as HTTP allows.
     let response = response.with_header(header("Server", "kubernary"));
     let sent = request.respond(response);
-    crate::logging::request(method.as_str(), &url, &peer, status, started.elapsed(), &sent);
+    let cpu_wait = mark.and_then(|m| m.waited_since());
+    crate::logging::request(method.as_str(), &url, &peer, status, started.elapsed(), cpu_wait, &sent);
 }
 
 #[cfg(test)]

@@ -139,6 +139,10 @@ fn json_lines_parse_with_every_event_and_its_fields() {
     assert_eq!(health["status"], 200);
     assert!(health["peer"].as_str().is_some_and(|p| p.starts_with("127.0.0.1:")), "{health:#}");
     assert!(health["duration_ms"].is_number(), "{health:#}");
+    // How long the handler's thread waited for a CPU (Linux's schedstat):
+    // what tells an answer late because the canary's node starved it.
+    let wait = health["cpu_wait_ms"].as_f64().unwrap_or_else(|| panic!("no cpu_wait_ms: {health:#}"));
+    assert!(wait >= 0.0 && wait <= health["duration_ms"].as_f64().unwrap() + 1.0, "{health:#}");
     assert!(!lines.iter().any(|v| v["level"] == "debug"), "no debug lines without --debug");
 }
 

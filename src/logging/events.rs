@@ -27,24 +27,55 @@ pub fn started(listening: &str) {
     );
 }
 
-/// One answered request (or one whose answer could not be delivered).
-pub fn request(method: &str, path: &str, peer: &str, status: u16, took: Duration, sent: &io::Result<()>) {
-    let level = if super::access_log() { Level::Info } else { Level::Debug };
+fn request_level() -> Level {
+    if super::access_log() {
+        Level::Info
+    } else {
+        Level::Debug
+    }
+}
+
+/// Whether [`request`] writes anything: what it would say is worth
+/// measuring only then.
+pub fn requests_logged() -> bool {
+    log::log_enabled!(request_level())
+}
+
+/// One answered request (or one whose answer could not be delivered), and
+/// how long of it the thread that handled it waited for a CPU, when known:
+/// an answer late because the canary's own node starved it says so.
+pub fn request(
+    method: &str,
+    path: &str,
+    peer: &str,
+    status: u16,
+    took: Duration,
+    cpu_wait: Option<Duration>,
+    sent: &io::Result<()>,
+) {
+    let level = request_level();
     if !log::log_enabled!(level) {
         return;
     }
     let ms = millis(took);
+    let wait_ms = cpu_wait.map(millis);
+    // In the text only when it is worth reading.
+    let waited = match wait_ms {
+        Some(w) if w >= 1.0 => format!(", {w:.1}ms of it waiting for a CPU"),
+        _ => String::new(),
+    };
     match sent {
         Ok(()) => log::log!(
             level,
-            event = "request", method = method, path = path, peer = peer, status = status, duration_ms = ms;
-            "{method} {path} from {peer}: {status} in {ms:.1}ms"
+            event = "request", method = method, path = path, peer = peer, status = status, duration_ms = ms,
+            cpu_wait_ms = wait_ms;
+            "{method} {path} from {peer}: {status} in {ms:.1}ms{waited}"
         ),
         Err(e) => log::log!(
             level,
             event = "request", method = method, path = path, peer = peer, status = status, duration_ms = ms,
-            error:% = e;
-            "{method} {path} from {peer}: {status} not delivered ({e}) after {ms:.1}ms"
+            cpu_wait_ms = wait_ms, error:% = e;
+            "{method} {path} from {peer}: {status} not delivered ({e}) after {ms:.1}ms{waited}"
         ),
     }
 }
