@@ -13,7 +13,7 @@ use ureq::unversioned::transport::{
 };
 
 use crate::clock;
-use crate::contract::{Attempt, Failure, Reason, Stopwatch, Trace};
+use crate::contract::{Attempt, Failure, Reason, Stopwatch, Trace, TLS_EXPIRES};
 use crate::tls::{Handshake, Roots, TlsConnector};
 
 /// The most of a body a check reads. Checks want a status and a few fields,
@@ -50,10 +50,6 @@ fn shaken(handshake: &Handshake) {
     traced("tls", || handshake.to_string());
     EXPIRY.with(|e| e.set(handshake.earliest_expiry()));
 }
-
-/// The note of when the certificates of the run's last handshake expire,
-/// RFC 3339 (`tls_expires` in `/health`; a gauge in `/metrics`).
-pub const TLS_EXPIRES: &str = "tls_expires";
 
 /// Times a connector step as a phase of the run: only when it does the work
 /// (a step handed an already-made connection, or a plain-HTTP URL for the

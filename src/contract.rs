@@ -164,6 +164,10 @@ pub fn is_resolve_error(err: &io::Error) -> bool {
 /// The note that holds a run's phases, in milliseconds: `{"connect": 0.4}`.
 pub const PHASES: &str = "phases_ms";
 
+/// The note of when the certificates of a run's last TLS handshake expire
+/// (the first of the chain to), RFC 3339.
+pub const TLS_EXPIRES: &str = "tls_expires";
+
 /// One run of a check: its deadline, and what it noted on the way for the
 /// `/health` JSON (`credential_source`, `arn`, ...).
 pub struct Attempt {

@@ -93,7 +93,7 @@ fn phases(r: &Record) -> Vec<(&str, f64)> {
     phases.iter().filter_map(|(phase, ms)| Some((phase.as_str(), ms.as_f64()? / 1000.0))).collect()
 }
 
-/// The record's `tls_expires` note (`client::TLS_EXPIRES`), in Unix
+/// The record's `tls_expires` note (`contract::TLS_EXPIRES`), in Unix
 /// seconds.
 fn tls_expires(r: &Record) -> Option<f64> {
     let (_, value) = r.notes.iter().find(|(k, _)| *k == "tls_expires")?;

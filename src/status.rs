@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{rfc3339, utc};
-use crate::contract::PHASES;
+use crate::contract::{PHASES, TLS_EXPIRES};
 use crate::duration::{Go, Millis};
 use crate::history::{History, Recent, Sample, CAPACITY};
 use crate::runs::{Entry, Outcome, Runner};
@@ -217,6 +217,11 @@ impl Card<'_> {
         if !identity.is_empty() {
             let _ = write!(w, "<dt>identity</dt><dd class=\"identity\">{}</dd>", identity.join(" \u{b7} "));
         }
+        if let Some((_, serde_json::Value::String(at))) =
+            outcome.notes.iter().find(|(k, _)| *k == TLS_EXPIRES)
+        {
+            certificate(w, at, now);
+        }
         if let Some((_, serde_json::Value::Object(phases))) = outcome.notes.iter().find(|(k, _)| *k == PHASES)
         {
             let text: Vec<String> = phases
@@ -228,7 +233,7 @@ impl Card<'_> {
         let other: Vec<String> = outcome
             .notes
             .iter()
-            .filter(|(k, _)| !IDENTITY_NOTES.contains(k) && *k != PHASES)
+            .filter(|(k, _)| !IDENTITY_NOTES.contains(k) && *k != PHASES && *k != TLS_EXPIRES)
             .map(|(k, v)| format!("{}: {}", esc(k), esc(&note_text(v))))
             .collect();
         if !other.is_empty() {
@@ -323,6 +328,39 @@ fn fine_ms(ms: f64) -> String {
     }
 }
 
+/// When the server's certificates run out, as a person reads it; in the
+/// failing colour under two weeks (when `KubernaryCertificateExpiring`
+/// fires) and once past.
+fn certificate(w: &mut String, at: &str, now: SystemTime) {
+    let Ok(expires) = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339) else {
+        return;
+    };
+    let expires = SystemTime::from(expires);
+    let (class, when) = match expires.duration_since(now) {
+        Ok(left) if left < CERT_SOON => ("cert soon", format!("in {}", days(left))),
+        Ok(left) => ("cert", format!("in {}", days(left))),
+        Err(past) => ("cert expired", format!("{} ago", days(past.duration()))),
+    };
+    let _ = write!(
+        w,
+        "<dt>certificate</dt><dd class=\"{class}\">expires <time datetime=\"{}\">{}</time>, {when}</dd>",
+        esc(at),
+        esc(at)
+    );
+}
+
+/// Under this long to go, a certificate is shown as a problem.
+const CERT_SOON: Duration = Duration::from_secs(14 * 86400);
+
+/// `240 days`, `1 day`, or hours under a day.
+fn days(d: Duration) -> String {
+    match d.as_secs() / 86400 {
+        0 => format!("{}h", d.as_secs() / 3600),
+        1 => "1 day".to_string(),
+        n => format!("{n} days"),
+    }
+}
+
 fn note_text(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::String(s) => s.clone(),
@@ -379,6 +417,7 @@ h2{font-size:1.1rem;margin:0 0 6px;display:flex;flex-wrap:wrap;align-items:cente
 .state{font-size:.9rem;margin-left:auto}.passing .state{color:var(--ok)}.failing .state{color:var(--fail)}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 10px;margin:0 0 8px;font-size:.9rem}\
 dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}\
+.cert.soon,.cert.expired{color:var(--fail);font-weight:600}\
 .error{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem}\
 .caption{margin:2px 0;color:var(--muted);font-size:.75rem}\
 .strip{list-style:none;margin:0;padding:0;display:grid;grid-template-columns:repeat(60,1fr);gap:1px;height:22px}\
@@ -470,6 +509,53 @@ mod tests {
             2,
             "failed runs are marked on the sparkline"
         );
+    }
+
+    /// Passes, noting when the server's certificate expires.
+    struct Expiring(&'static str);
+
+    impl Check for Expiring {
+        fn verb(&self) -> &'static str {
+            "request"
+        }
+        fn run(&self, attempt: &crate::contract::Attempt) -> Result<(), Failure> {
+            attempt.note(TLS_EXPIRES, self.0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_certificate_close_to_its_expiry_is_shown_as_a_problem() {
+        let expiring = |name: &str, at: &'static str| {
+            let spec = Spec {
+                name: name.into(),
+                kind: "http".into(),
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(5),
+                fail_after: 1,
+                pass_after: 1,
+            };
+            Arc::new(Entry::new(spec, Box::new(Expiring(at))))
+        };
+        let entries = vec![
+            expiring("status-unit-far", "2031-01-01T00:00:00Z"),
+            expiring("status-unit-soon", "2030-01-06T12:00:00Z"),
+        ];
+        let runner = Runner::new(entries.clone(), vec![Arc::new(crate::history::Recorder)]);
+        for entry in &entries {
+            assert!(runner.start(entry).wait().ok());
+        }
+        let now = UNIX_EPOCH + Duration::from_secs(1_893_456_000); // 2030-01-01T00:00:00Z
+        let html = page(runner.entries(), crate::history::global(), now, false);
+        assert!(
+            html.contains("<dd class=\"cert\">expires <time datetime=\"2031-01-01T00:00:00Z\">2031-01-01T00:00:00Z</time>, in 365 days</dd>"),
+            "{html}"
+        );
+        assert!(html.contains("<dd class=\"cert soon\">expires <time datetime=\"2030-01-06T12:00:00Z\">2030-01-06T12:00:00Z</time>, in 5 days</dd>"), "{html}");
+        assert!(!html.contains("tls_expires"), "not shown twice, as a note too: {html}");
+        let later = now + Duration::from_secs(7 * 86400);
+        let html = page(runner.entries(), crate::history::global(), later, false);
+        assert!(html.contains("<dd class=\"cert expired\">expires <time datetime=\"2030-01-06T12:00:00Z\">2030-01-06T12:00:00Z</time>, 1 day ago</dd>"), "{html}");
     }
 
     /// Fails as a refused connection would, noting who it ran as.
