@@ -84,17 +84,7 @@ fn long_term_keys_report_the_users_arn_and_pass_on_it() {
 
     // A debug run traces the STS call as the http check's: through the
     // shared client, the answer's status, headers and body included.
-    let mut traced = serde_json::Value::Null;
-    assert!(support::eventually(Duration::from_secs(10), || {
-        traced = daemon.json("/health/id?debug=true").1["id"].clone();
-        traced.get("trace_note").is_none()
-    }));
-    let steps: Vec<(String, String)> = traced["trace"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no trace: {traced}"))
-        .iter()
-        .map(|s| (s["step"].as_str().unwrap().to_string(), s["detail"].as_str().unwrap().to_string()))
-        .collect();
+    let (traced, steps) = daemon.debug_run("id");
     let detail = |step: &str| {
         steps
             .iter()

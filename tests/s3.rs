@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    aws, eventually, ContainerCredsServer, CredsMode, Daemon, FullBacklog, HangServer, S3Server,
-    StatsdReceiver, TestCa, TestCreds, WebServer,
+    aws, ContainerCredsServer, CredsMode, Daemon, FullBacklog, HangServer, S3Server, StatsdReceiver, TestCa,
+    TestCreds, WebServer,
 };
 
 const BUCKET: &str = "canary";
@@ -194,40 +194,18 @@ fn https_with_an_unknown_ca_fails_as_tls() {
 #[test]
 fn a_backend_that_never_answers_times_out_at_the_deadline() {
     let hang = HangServer::start();
-    let url = hang.url();
-    let daemon = Daemon::start(
-        &["--no-stats"],
-        &[
-            ("KUBERNARY_S3_BUCKET", BUCKET),
-            ("KUBERNARY_S3_ENDPOINT", &url),
-            ("KUBERNARY_S3_TIMEOUT", "1s"),
-            ("AWS_ACCESS_KEY_ID", "AKIAKUBERNARYTEST"),
-            ("AWS_SECRET_ACCESS_KEY", "secret"),
-        ],
-    );
-    let began = Instant::now();
-    let (status, body) = daemon.json("/health");
-    let took = began.elapsed();
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["s3"]["reason"], "timeout", "{body}");
-    assert!(body["s3"]["error"].as_str().unwrap().starts_with("timed out after 1s"), "{body}");
-    // Generous bounds: the answer comes at the deadline, not at a 30 s
-    // connect timeout or after a retry.
-    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    times_out_at_the_deadline(&hang.url());
 }
 
-/// A connect that never completes (a black-holed endpoint) fails at the
-/// check's TIMEOUT as a timeout spent in `connect`, not at a client's own
-/// connect timeout of tens of seconds.
-#[test]
-fn a_black_holed_endpoint_times_out_at_the_deadline_in_connect() {
-    let backlog = FullBacklog::start();
-    let url = format!("http://{}", backlog.addr());
+/// A daemon whose s3 check (TIMEOUT 1s) reads from `url`: `/health/s3`
+/// answers `timeout` at the deadline, not at a client's own connect timeout
+/// of tens of seconds or after a retry (generous bounds). The answer.
+fn times_out_at_the_deadline(url: &str) -> Value {
     let daemon = Daemon::start(
         &["--no-stats"],
         &[
             ("KUBERNARY_S3_BUCKET", BUCKET),
-            ("KUBERNARY_S3_ENDPOINT", &url),
+            ("KUBERNARY_S3_ENDPOINT", url),
             ("KUBERNARY_S3_TIMEOUT", "1s"),
             ("KUBERNARY_S3_INTERVAL", "1h"),
             ("AWS_ACCESS_KEY_ID", "AKIAKUBERNARYTEST"),
@@ -241,6 +219,16 @@ fn a_black_holed_endpoint_times_out_at_the_deadline_in_connect() {
     assert_eq!(body["s3"]["reason"], "timeout", "{body}");
     assert!(body["s3"]["error"].as_str().unwrap().starts_with("timed out after 1s"), "{body}");
     assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    body
+}
+
+/// A connect that never completes (a black-holed endpoint) fails at the
+/// check's TIMEOUT as a timeout spent in `connect`, not at a client's own
+/// connect timeout of tens of seconds.
+#[test]
+fn a_black_holed_endpoint_times_out_at_the_deadline_in_connect() {
+    let backlog = FullBacklog::start();
+    let body = times_out_at_the_deadline(&format!("http://{}", backlog.addr()));
     let phases = body["s3"]["phases_ms"].as_object().unwrap_or_else(|| panic!("no phases_ms: {body}"));
     let slowest = phases.iter().max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()));
     assert_eq!(slowest.map(|(name, _)| name.as_str()), Some("connect"), "{body}");
@@ -263,20 +251,8 @@ fn a_debug_run_traces_every_step_of_the_download_and_hides_the_signature() {
     env.extend([("SSL_CERT_FILE", ca_path.to_str().unwrap()), ("KUBERNARY_S3_INTERVAL", "1h")]);
     let daemon = Daemon::start(&["--no-stats"], &env);
     assert!(daemon.wait_for_log("check s3 passed", Duration::from_secs(15)), "the first run passes");
-    // The run at start may still be letting go of its worker: a debug run
-    // that joined it would carry no trace.
-    let mut result = Value::Null;
-    assert!(eventually(Duration::from_secs(10), || {
-        result = daemon.json("/health/s3?debug=true").1["s3"].clone();
-        result.get("trace_note").is_none()
-    }));
+    let (result, steps) = daemon.debug_run("s3");
     assert_eq!(result["ok"], true, "{result}");
-    let steps: Vec<(String, String)> = result["trace"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no trace: {result}"))
-        .iter()
-        .map(|s| (s["step"].as_str().unwrap().to_string(), s["detail"].as_str().unwrap().to_string()))
-        .collect();
     let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
     let at =
         |step: &str| names.iter().position(|s| *s == step).unwrap_or_else(|| panic!("no {step}: {result}"));

@@ -7,7 +7,6 @@ mod support;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use serde_json::Value;
 use support::{eventually, Daemon, TestCa, WebServer};
 
 /// A daemon running `checks` once at start (then hourly), the resolver kept
@@ -34,30 +33,6 @@ fn start(checks: &str, envs: &[(&str, String)]) -> Daemon {
     d
 }
 
-/// The steps of `name`'s debug run, as (step, detail), checking that the
-/// offsets only grow.
-fn trace(d: &Daemon, name: &str) -> (Value, Vec<(String, String)>) {
-    // The run at start may still be letting go of its worker; a debug run
-    // joined with it would carry no trace, and says so.
-    let mut result = Value::Null;
-    assert!(eventually(Duration::from_secs(10), || {
-        result = d.json(&format!("/health/{name}?debug=true")).1[name].clone();
-        result.get("trace_note").is_none()
-    }));
-    let steps = result["trace"].as_array().unwrap_or_else(|| panic!("no trace: {result}"));
-    let mut last = 0.0;
-    for step in steps {
-        let at = step["at_ms"].as_f64().unwrap_or_else(|| panic!("no offset: {result}"));
-        assert!(at >= last, "offsets go back: {result}");
-        last = at;
-    }
-    let list = steps
-        .iter()
-        .map(|s| (s["step"].as_str().unwrap().to_string(), s["detail"].as_str().unwrap().to_string()))
-        .collect();
-    (result, list)
-}
-
 #[test]
 fn an_http_check_traces_resolve_connect_request_status_and_body() {
     let web = WebServer::start();
@@ -69,7 +44,7 @@ fn an_http_check_traces_resolve_connect_request_status_and_body() {
     assert_eq!(plain_status, 200, "{plain}");
     assert!(plain["web"].get("trace").is_none(), "only a debug run is traced: {plain}");
 
-    let (result, steps) = trace(&d, "web");
+    let (result, steps) = d.debug_run("web");
     assert_eq!(result["ok"], true, "{result}");
     let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(names, ["request", "resolve", "connect", "status", "headers", "body", "note"], "{result}");
@@ -95,7 +70,7 @@ fn an_https_check_traces_the_handshake_between_connect_and_status() {
         ("KUBERNARY_SECURE_CA_FILE", ca.ca_path().display().to_string()),
     ];
     let d = start("secure=http", &envs);
-    let (result, steps) = trace(&d, "secure");
+    let (result, steps) = d.debug_run("secure");
     assert_eq!(result["ok"], true, "{result}");
     let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(names[..6], ["request", "resolve", "connect", "tls", "note", "status"], "{result}");
@@ -144,7 +119,7 @@ fn a_tcp_check_to_a_refusing_port_traces_the_failed_connect() {
         listener.local_addr().unwrap().port()
     };
     let d = start("gone=tcp", &[("KUBERNARY_GONE_ADDRESS", format!("localhost:{refused}"))]);
-    let (result, steps) = trace(&d, "gone");
+    let (result, steps) = d.debug_run("gone");
     assert_eq!(result["ok"], false, "{result}");
     assert_eq!(result["reason"], "connect", "{result}");
     assert_eq!(steps[0].0, "resolve", "{result}");

@@ -234,6 +234,31 @@ impl Daemon {
         http::send_raw(self.addr(), raw, false)
     }
 
+    /// `/health/<name>?debug=true`: the check's result and its trace as
+    /// (step, detail), checking that the steps' offsets only grow. A run
+    /// already going (the one at start letting go of its worker) would be
+    /// joined untraced, so this asks until its run is one of its own.
+    pub fn debug_run(&self, name: &str) -> (serde_json::Value, Vec<(String, String)>) {
+        let mut result = serde_json::Value::Null;
+        let own = super::eventually(Duration::from_secs(10), || {
+            result = self.json(&format!("/health/{name}?debug=true")).1[name].clone();
+            result.get("trace_note").is_none()
+        });
+        assert!(own, "every debug run of {name} joined one going: {result}");
+        let steps = result["trace"].as_array().unwrap_or_else(|| panic!("no trace: {result}"));
+        let mut last = 0.0;
+        for step in steps {
+            let at = step["at_ms"].as_f64().unwrap_or_else(|| panic!("no offset: {result}"));
+            assert!(at >= last, "offsets go back: {result}");
+            last = at;
+        }
+        let list = steps
+            .iter()
+            .map(|s| (s["step"].as_str().unwrap().to_string(), s["detail"].as_str().unwrap().to_string()))
+            .collect();
+        (result, list)
+    }
+
     /// GET `path` and parse the body as JSON; panics with the body if it is
     /// not JSON.
     pub fn json(&self, path: &str) -> (u16, serde_json::Value) {
