@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use scraper::{ElementRef, Html, Selector};
 use serde_json::Value;
 
-use support::{eventually, Daemon, Fault, FaultServer, HangServer, Reply};
+use support::{eventually, Daemon, Fault, FaultServer, HangServer, Reply, TestCa, WebServer};
 
 /// Runs beyond the history's 60 for the passing check, so the strip is
 /// seen to keep only the latest 60.
@@ -155,12 +155,21 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     // first run of `slow` is still going while the page is read.
     let hang = HangServer::start();
     let slow_url = format!("{}/ready", hang.url());
+    // An HTTPS server whose certificate runs out in ten days.
+    let ca = TestCa::expiring_in(10);
+    let web = WebServer::start_tls(&ca);
+    web.set("/ok", 200, "fine");
+    let secure_url = format!("https://localhost:{}/ok", web.port());
+    let ca_file = ca.ca_path().display().to_string();
     // An hour's interval: after the first scheduled run, every run is one
     // this test asks for, so the counts are exact.
     let daemon = Daemon::start(
         &["--no-stats"],
         &[
-            ("KUBERNARY_CHECKS", "up=tcp,down=tcp,slow=http"),
+            ("KUBERNARY_CHECKS", "up=tcp,down=tcp,slow=http,secure=http"),
+            ("KUBERNARY_SECURE_URL", &secure_url),
+            ("KUBERNARY_SECURE_CA_FILE", &ca_file),
+            ("KUBERNARY_SECURE_INTERVAL", "1h"),
             ("KUBERNARY_UP_ADDRESS", &up_address),
             ("KUBERNARY_UP_INTERVAL", "1h"),
             ("KUBERNARY_DOWN_ADDRESS", &down_address),
@@ -175,6 +184,10 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
         "the first scheduled runs: {:?}",
         runs_so_far(&daemon)
     );
+    assert!(
+        daemon.wait_for_log("check secure passed", Duration::from_secs(20)),
+        "the https check's first run"
+    );
     for _ in 1..PASSING_RUNS {
         assert_eq!(daemon.get("/health/up").status, 200);
     }
@@ -188,7 +201,7 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     let dom = browse(&["--dump-dom"], &url);
     let screenshot = target_dir().join("status.png");
     let _ = std::fs::remove_file(&screenshot);
-    browse(&[&format!("--screenshot={}", screenshot.display()), "--window-size=820,860"], &url);
+    browse(&[&format!("--screenshot={}", screenshot.display()), "--window-size=820,1060"], &url);
     assert!(
         std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 1000),
         "no screenshot at {}",
@@ -211,8 +224,8 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
 
     let checks = select(root, "section.check");
     let names: Vec<_> = checks.iter().map(|c| c.value().attr("data-check").unwrap()).collect();
-    assert_eq!(names, ["up", "down", "slow"], "one section per check, in configuration order");
-    let (passing, failing, pending) = (checks[0], checks[1], checks[2]);
+    assert_eq!(names, ["up", "down", "slow", "secure"], "one section per check, in configuration order");
+    let (passing, failing, pending, secure) = (checks[0], checks[1], checks[2], checks[3]);
 
     assert_eq!(one(passing, ".state"), "passing");
     assert_eq!(one(passing, ".kind"), "tcp");
@@ -248,8 +261,17 @@ fn chromium_renders_passing_and_failing_checks_from_a_live_daemon() {
     assert!(select(pending, "li.cell").is_empty(), "{}", pending.html());
     assert!(hang.connections() >= 1, "the slow check's first run is going");
 
+    // Ten days left (9 and some hours by now): shown as a problem.
+    assert_eq!(one(secure, ".state"), "passing");
+    let cert = select(secure, "dd.cert");
+    assert_eq!(cert.len(), 1, "{}", secure.html());
+    assert!(cert[0].value().classes().any(|k| k == "soon"), "{}", cert[0].html());
+    let text = cert[0].text().collect::<String>();
+    assert!(text.starts_with("expires 20") && text.ends_with(", in 9 days"), "{text}");
+    assert!(select(passing, "dd.cert").is_empty(), "a tcp check has no certificate: {}", passing.html());
+
     let summary = one(root, "#summary");
-    assert_eq!(summary, "3 checks: 1 failing, 1 passing, 1 not yet run");
+    assert_eq!(summary, "4 checks: 1 failing, 2 passing, 1 not yet run");
 }
 
 /// `/health?history=true` answers the same history as JSON, oldest first,

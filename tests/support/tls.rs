@@ -26,14 +26,7 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new() -> TestCa {
-        TestCa::issue(
-            "localhost",
-            vec![
-                SanType::DnsName("localhost".try_into().expect("DNS name")),
-                SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-            ],
-        )
+        TestCa::issue("localhost", localhost_sans(), None)
     }
 
     /// A CA and a leaf for `names` (DNS names, wildcards allowed) instead of
@@ -41,11 +34,20 @@ impl TestCa {
     /// `s3.us-east-1.amazonaws.com` reached through a private hosts file.
     pub fn for_names(names: &[&str]) -> TestCa {
         let sans = names.iter().map(|n| SanType::DnsName((*n).try_into().expect("DNS name"))).collect();
-        TestCa::issue(names[0], sans)
+        TestCa::issue(names[0], sans, None)
     }
 
-    /// A fresh CA, and a leaf it signed for `common_name` and `sans`.
-    fn issue(common_name: &str, sans: Vec<SanType>) -> TestCa {
+    /// As [`TestCa::new`], with a leaf that expires `days` from now (rcgen's
+    /// default is the year 4096): for what a check shows of a certificate
+    /// close to its end.
+    pub fn expiring_in(days: i64) -> TestCa {
+        let not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+        TestCa::issue("localhost", localhost_sans(), Some(not_after))
+    }
+
+    /// A fresh CA, and a leaf it signed for `common_name` and `sans`,
+    /// expiring at `not_after` if given.
+    fn issue(common_name: &str, sans: Vec<SanType>, not_after: Option<time::OffsetDateTime>) -> TestCa {
         let ca_key = KeyPair::generate().expect("generate CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.distinguished_name.push(DnType::CommonName, "kubernary test CA");
@@ -61,6 +63,9 @@ impl TestCa {
         leaf_params.is_ca = IsCa::ExplicitNoCa;
         leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if let Some(at) = not_after {
+            leaf_params.not_after = at;
+        }
         let leaf_cert = leaf_params.signed_by(&leaf_key, &ca_cert, &ca_key).expect("sign leaf with CA");
 
         let ca = TestCa {
@@ -115,6 +120,15 @@ impl TestCa {
     pub fn ca_der(&self) -> &[u8] {
         &self.ca_der
     }
+}
+
+/// `localhost`, `127.0.0.1` and `::1`.
+fn localhost_sans() -> Vec<SanType> {
+    vec![
+        SanType::DnsName("localhost".try_into().expect("DNS name")),
+        SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+    ]
 }
 
 impl Default for TestCa {
