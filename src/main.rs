@@ -14,7 +14,7 @@ use kubernary::{logging, probe, tls};
 /// build, `wrk -t2 -c50 -d5s` on `/health`: peak RSS 9.7 MiB with glibc's
 /// malloc, 6.6 MiB with dlmalloc, for about 9 µs more CPU per answer (its
 /// one lock); figures in docs/reliability.md.
-/// C code (aws-lc, the resolver) still allocates through glibc.
+/// C code (the resolver) still allocates through glibc.
 #[global_allocator]
 static HEAP: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 

@@ -40,7 +40,7 @@ fn rclone_over_http_refuses_unsigned_requests() {
 
 #[test]
 fn rclone_over_https_presents_a_leaf_signed_by_the_test_ca() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = TestCa::new();
     for (path, marker) in
         [(ca.ca_path(), ca.ca_pem()), (ca.cert_path(), ca.cert_pem()), (ca.key_path(), ca.key_pem())]

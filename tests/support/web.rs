@@ -174,7 +174,7 @@ pub(super) fn server_config(ca: &TestCa) -> Arc<rustls::ServerConfig> {
         .expect("parse leaf cert");
     let key =
         rustls::pki_types::PrivateKeyDer::from_pem_slice(ca.key_pem().as_bytes()).expect("parse leaf key");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
