@@ -38,6 +38,12 @@ pub fn utc(at: SystemTime) -> Utc {
     }
 }
 
+/// Reads back what [`rfc3339`] wrote (notes in a record, for the metrics and
+/// the status page).
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok().map(SystemTime::from)
+}
+
 /// `2026-11-25T17:01:50Z`.
 pub fn rfc3339(at: SystemTime) -> String {
     datetime(at).format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())

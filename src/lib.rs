@@ -136,7 +136,7 @@ mod graph {
         ("x509", &["clock"]),
         ("record", &["contract", "duration", "verdict"]),
         ("prometheus", &[]),
-        ("metrics", &["prometheus", "record"]),
+        ("metrics", &["prometheus", "record", "clock"]),
         ("pool", &[]),
         ("client", &["contract", "tls", "duration", "clock"]),
         ("aws", &["aws", "client", "contract", "tls", "duration", "clock"]),

@@ -97,9 +97,8 @@ fn phases(r: &Record) -> Vec<(&str, f64)> {
 /// seconds.
 fn tls_expires(r: &Record) -> Option<f64> {
     let (_, value) = r.notes.iter().find(|(k, _)| *k == "tls_expires")?;
-    let at =
-        time::OffsetDateTime::parse(value.as_str()?, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(at.unix_timestamp() as f64)
+    let at = crate::clock::parse_rfc3339(value.as_str()?)?;
+    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as f64)
 }
 
 /// A cadence sink that queues lines for the sender thread.

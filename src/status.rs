@@ -332,10 +332,7 @@ fn fine_ms(ms: f64) -> String {
 /// failing colour under two weeks (when `KubernaryCertificateExpiring`
 /// fires) and once past.
 fn certificate(w: &mut String, at: &str, now: SystemTime) {
-    let Ok(expires) = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339) else {
-        return;
-    };
-    let expires = SystemTime::from(expires);
+    let Some(expires) = crate::clock::parse_rfc3339(at) else { return };
     let (class, when) = match expires.duration_since(now) {
         Ok(left) if left < CERT_SOON => ("cert soon", format!("in {}", days(left))),
         Ok(left) => ("cert", format!("in {}", days(left))),

@@ -68,8 +68,9 @@ impl Roots {
     }
 }
 
-/// Built-in roots, plus `SSL_CERT_FILE` when set, plus `extra_ca_file`.
-pub fn root_certs(extra_ca_file: Option<&str>) -> Result<Roots, String> {
+/// Built-in roots, plus `SSL_CERT_FILE` when set, plus `extra_ca_file`:
+/// (the variable that named it, its path), the variable leading any error.
+pub fn root_certs(extra_ca_file: Option<(&str, &str)>) -> Result<Roots, String> {
     static SHARED: OnceLock<Roots> = OnceLock::new();
     if let (None, Some(shared)) = (extra_ca_file, SHARED.get()) {
         return Ok(shared.clone());
@@ -79,8 +80,8 @@ pub fn root_certs(extra_ca_file: Option<&str>) -> Result<Roots, String> {
     if let Some(path) = std::env::var("SSL_CERT_FILE").ok().filter(|p| !p.is_empty()) {
         add(&mut store, &path).map_err(|e| format!("SSL_CERT_FILE: {e}"))?;
     }
-    if let Some(path) = extra_ca_file {
-        add(&mut store, path)?;
+    if let Some((var, path)) = extra_ca_file {
+        add(&mut store, path).map_err(|e| format!("{var}: {e}"))?;
         return Ok(roots(store));
     }
     Ok(SHARED.get_or_init(|| roots(store)).clone())
@@ -287,8 +288,14 @@ mod tests {
             path.display().to_string()
         };
         let only_junk = file("junk.pem", &format!("{junk}{junk}"));
-        let err = root_certs(Some(&only_junk)).unwrap_err();
-        assert_eq!(err, format!("CA file {only_junk}: none of its 2 certificates can be a trust anchor"));
-        root_certs(Some(&file("mixed.pem", &format!("{junk}{good}")))).unwrap();
+        let err = root_certs(Some(("X_CA_FILE", &only_junk))).unwrap_err();
+        assert_eq!(
+            err,
+            format!("X_CA_FILE: CA file {only_junk}: none of its 2 certificates can be a trust anchor")
+        );
+        root_certs(Some(("X_CA_FILE", &file("mixed.pem", &format!("{junk}{good}"))))).unwrap();
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let err = root_certs(Some(("X_CA_FILE", &missing))).unwrap_err();
+        assert!(err.starts_with(&format!("X_CA_FILE: cannot read CA file {missing}: ")), "{err}");
     }
 }

@@ -111,6 +111,17 @@ type Finder = fn(&ureq::Agent, &dyn Env, &Attempt) -> Result<Answer, Failure>;
 const METADATA_ENDPOINT: &str = "http://169.254.169.254";
 const CONTAINER_HOST: &str = "http://169.254.170.2";
 
+/// A run's `credentials` phase: [`resolve`] timed as that phase, the
+/// source that answered noted (`credential_source`) and traced; a failure
+/// says which call (`what`) it was for.
+pub fn for_run(agent: &ureq::Agent, attempt: &Attempt, what: &str) -> Result<AwsCredentials, Failure> {
+    let creds =
+        attempt.timed("credentials", || resolve(agent, &ProcessEnv, attempt)).map_err(|f| f.context(what))?;
+    attempt.note("credential_source", creds.source.as_str());
+    attempt.trace("credentials", || creds.describe());
+    Ok(creds)
+}
+
 /// Resolves credentials through env, profile, web identity, container and
 /// instance metadata, in that order (the SDKs' order).
 pub fn resolve(agent: &ureq::Agent, env: &dyn Env, attempt: &Attempt) -> Result<AwsCredentials, Failure> {

@@ -106,11 +106,8 @@ pub(crate) fn status_text(status: u16) -> String {
 /// Built-in roots and `SSL_CERT_FILE`, plus the check's `CA_FILE`; a bad
 /// `CA_FILE` is named in the error.
 pub(crate) fn roots(settings: &Settings) -> Result<tls::Roots, String> {
-    let ca_file = settings.get("CA_FILE");
-    if let Some(path) = ca_file {
-        tls::read_pem_certs(path).map_err(|e| format!("{}: {e}", settings.var("CA_FILE")))?;
-    }
-    tls::root_certs(ca_file)
+    let var = settings.var("CA_FILE");
+    tls::root_certs(settings.get("CA_FILE").map(|path| (var.as_str(), path)))
 }
 
 /// Accepts an absolute `http://` or `https://` URL with a host, or says

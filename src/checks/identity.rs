@@ -258,11 +258,7 @@ impl Check for Identity {
 
     fn run(&self, attempt: &Attempt) -> Result<(), Failure> {
         let what = format!("sts GetCallerIdentity at {}", crate::client::redact(&self.endpoint.url));
-        let creds = attempt
-            .timed("credentials", || credentials::resolve(&self.agent, &ProcessEnv, attempt))
-            .map_err(|f| f.context(&what))?;
-        attempt.note("credential_source", creds.source.as_str());
-        attempt.trace("credentials", || creds.describe());
+        let creds = credentials::for_run(&self.agent, attempt, &what)?;
 
         let headers = [("Host", self.endpoint.host.as_str()), ("Content-Type", FORM)];
         let signed = sigv4::sign(

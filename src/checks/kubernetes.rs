@@ -62,12 +62,10 @@ impl Kubernetes {
         let url = format!("{}{path}", base.trim_end_matches('/'));
         check_url(&settings.var("PATH"), &url)?;
         let token_file = settings.or("TOKEN_FILE", DEFAULT_TOKEN_FILE).to_string();
+        let ca_var = settings.var("CA_FILE");
         let roots = match settings.get("CA_FILE") {
-            Some(path) => {
-                tls::read_pem_certs(path).map_err(|e| format!("{}: {e}", settings.var("CA_FILE")))?;
-                tls::root_certs(Some(path))?
-            }
-            None if Path::new(DEFAULT_CA_FILE).exists() => tls::root_certs(Some(DEFAULT_CA_FILE))?,
+            Some(path) => tls::root_certs(Some((&ca_var, path)))?,
+            None if Path::new(DEFAULT_CA_FILE).exists() => tls::root_certs(Some((&ca_var, DEFAULT_CA_FILE)))?,
             None => {
                 warn!(
                     "{DEFAULT_CA_FILE} does not exist and {} is not set: the API server at {} \

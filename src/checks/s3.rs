@@ -171,11 +171,7 @@ impl Check for S3 {
 
     fn run(&self, attempt: &Attempt) -> Result<(), Failure> {
         let what = format!("s3 download of {}", self.object());
-        let creds = attempt
-            .timed("credentials", || credentials::resolve(&self.agent, &ProcessEnv, attempt))
-            .map_err(|f| f.context(&what))?;
-        attempt.note("credential_source", creds.source.as_str());
-        attempt.trace("credentials", || creds.describe());
+        let creds = credentials::for_run(&self.agent, attempt, &what)?;
         let bucket = self.bucket(&creds)?;
         let request = self
             .request(&bucket)
